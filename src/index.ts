@@ -1,0 +1,6 @@
+/**
+ * layerstore's public API. Modules are exported as namespaces so that each keeps its own
+ * vocabulary (`tarsplit.assemble`, `archive.applyLayer`, …); the error convention is flat.
+ */
+export * from './errors.js'
+export * as tarsplit from './tarsplit/index.js'
