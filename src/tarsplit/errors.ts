@@ -79,8 +79,15 @@ export class DuplicatePathError extends Error {
   override readonly name = 'DuplicatePathError'
   readonly code = 'ERR_TAR_DUPLICATE_PATH'
   readonly kind = 'bad-input'
-  constructor(readonly member: Buffer) {
-    super(`duplicate path in tar archive: ${showName(member)} (duplicates of file paths are not supported)`)
+  constructor(
+    readonly member: Buffer,
+    /** 1-based line of the tar-split metadata, when the duplicate was found on read. */
+    readonly line?: number,
+  ) {
+    super(
+      `duplicate path in tar archive: ${showName(member)} (duplicates of file paths are not supported)` +
+        (line !== undefined ? ` at line ${line} of the tar-split metadata` : ''),
+    )
   }
 }
 

@@ -1,0 +1,451 @@
+/**
+ * The streaming tar disassembler: reads a tar once, hands each member to the caller, and sends
+ * tar-split entries to a sink exactly as Go's `asm.NewInputTarStream` does, so that the
+ * metadata plus the members' contents reproduce the input byte for byte.
+ *
+ * States and moves. The parser is pulled by the caller's `next()`:
+ *
+ *   member done? ── drain the unread content, emit its F entry (file members)
+ *        │
+ *   header group ── read the previous member's padding, then blocks into the pending segment:
+ *        │          `x` → keep its records, loop · `L`/`K` → keep the long name, loop ·
+ *        │          `g` → emit S + F and return it as a pseudo-member ·
+ *        │          zero block → end of archive (a second zero block, or EOF, must follow) ·
+ *        │          EOF at a block edge → end of archive · anything else → the member
+ *   member ──────── sparse map blocks (old GNU extension blocks, the PAX 1.0 map) join the
+ *        │          pending segment; emit S; emit F at once unless content must be CRC'd
+ *   content ─────── the caller reads the data section; file members are CRC'd (holes via
+ *        │          `updateZeros`); other data (dumpdirs, labels) goes to the pending segment
+ *   end ─────────── emit the pending segment (last padding + end blocks), then every byte left
+ *                   in the input as 1 MiB segments, then stop.
+ *
+ * Where we deliberately differ from Go (whose output for these is not replayable): truncation
+ * anywhere, even inside padding, is an error; sparse members carry their extents; header-only
+ * types and non-file data get F entries of size 0, their bytes (if any) in segments.
+ */
+import createDebug from 'debug'
+import { ByteReader } from './byte-reader.js'
+import { FILE_TYPE, SEGMENT_TYPE, type EntryInput, type EntrySink } from './entry.js'
+import { HeaderTooLargeError, InvalidHeaderError, TruncatedArchiveError } from './errors.js'
+import {
+  BLOCK_SIZE,
+  TYPE_GNU_LONGLINK,
+  TYPE_GNU_LONGNAME,
+  TYPE_GNU_SPARSE,
+  TYPE_PAX_GLOBAL,
+  TYPE_PAX_LOCAL,
+  blockFormat,
+  blockPadding,
+  decodeHeader,
+  isHeaderOnlyType,
+  isZeroBlock,
+  type RawHeader,
+} from './header.js'
+import {
+  ContentCursor,
+  planGlobal,
+  planMember,
+  resolveMember,
+  type MemberBase,
+  type MemberPlan,
+} from './member-plan.js'
+import { applyGlobalRecords, parsePaxRecords, type PaxRecords } from './pax.js'
+import { parseSparseMap0x, readOldGnuSparseMap, readSparseMap1x0, type SparseLayout } from './sparse.js'
+import type { TarMember } from './tar-header.js'
+
+const log = createDebug('layerstore:tarsplit')
+
+/** Go's limit on PAX headers and GNU long names (`maxSpecialFileSize`). */
+export const DEFAULT_MAX_HEADER_SIZE = 1 << 20
+
+/**
+ * Bytes after the end-of-archive marker are cut into segments of exactly this size, as Go
+ * reading a file does; bounded segments fixed CVE-2017-14992 (a tar followed by GiBs of
+ * zeros). Non-file data is flushed at the same size.
+ */
+export const TRAILING_CHUNK_SIZE = 1 << 20
+
+/** A header group's segment is split past this many times `maxHeaderSize` (see below). */
+const GROUP_SPLIT_FACTOR = 8
+
+/** Options of {@link disassemble}. */
+export interface DisassembleOptions {
+  /** Receives the entries in stream order; a promise from `add` is awaited (backpressure). */
+  readonly sink: EntrySink
+  /**
+   * Largest PAX header, GNU long name/link, or sparse map accepted, in bytes. Default 1 MiB,
+   * Go's limit; larger ones fail with `HeaderTooLargeError`.
+   */
+  readonly maxHeaderSize?: number
+  /**
+   * End with one more, empty, segment after the bytes that follow the end-of-archive marker,
+   * as Go's tar-split up to 0.11 does (Debian's `tar-split` CLI, Docker ≤ 20.10). Default
+   * false: 0.12's output (moby today). Readers of either version accept both.
+   */
+  readonly emptyFinalSegment?: boolean
+}
+
+/**
+ * Disassembles a tar stream into tar-split entries, member by member.
+ *
+ * Iterate the result to drive the parse: each step reads the next member's headers, sends
+ * the segment entry before it to the sink and yields the member. `member.content` yields the
+ * bytes the archive stores for it (views of the input chunks, not copies); content not read
+ * is drained by the next step. Do not call `next()` while a content read is pending. The member's file
+ * entry is sent once its content has been read. Iteration finishes only after the input was
+ * read to its end and every entry was sent (and each `add` settled), so the sink is complete.
+ *
+ * Memory stays flat: content is never buffered; only extension headers (≤ `maxHeaderSize`
+ * each), sparse maps (same bound) and segments (≤ 1 MiB of trailing or non-file data) are.
+ *
+ * Errors are thrown from `next()` (and from a content read): `InvalidHeaderError`,
+ * `TruncatedArchiveError`, `HeaderTooLargeError`, or whatever the sink throws (the JSON
+ * packer's `DuplicatePathError`). After an error the source is released and every later call
+ * throws the same error. Breaking out of the loop early releases the source too, leaving the
+ * sink incomplete.
+ *
+ * @param source the tar bytes, e.g. a `fs.createReadStream`; chunks must stay unchanged
+ *   after they are yielded (the disassembler keeps views of them)
+ */
+export function disassemble(
+  source: AsyncIterable<Uint8Array>,
+  options: DisassembleOptions,
+): AsyncIterableIterator<TarMember> {
+  return new Disassembler(source, options)
+}
+
+const DONE: IteratorReturnResult<undefined> = Object.freeze({ done: true, value: undefined })
+
+class Disassembler implements AsyncIterableIterator<TarMember> {
+  readonly #reader: ByteReader
+  readonly #sink: EntrySink
+  readonly #maxHeaderSize: number
+  readonly #emptyFinalSegment: boolean
+  /** Raw bytes waiting to become the next segment entry (views; copied when emitted). */
+  #seg: Buffer[] = []
+  #segLen = 0
+  /** Padding owed after the last data section, read at the start of the next group. */
+  #pad = 0
+  #cur: ContentCursor | null = null
+  #global: PaxRecords = new Map()
+  #failed: unknown = null
+  #finished = false
+  #members = 0
+
+  constructor(source: AsyncIterable<Uint8Array>, options: DisassembleOptions) {
+    const max = options.maxHeaderSize ?? DEFAULT_MAX_HEADER_SIZE
+    if (!Number.isSafeInteger(max) || max < BLOCK_SIZE) {
+      throw new RangeError(`maxHeaderSize must be an integer of at least ${BLOCK_SIZE}, got ${max}`)
+    }
+    this.#reader = new ByteReader(source)
+    this.#sink = options.sink
+    this.#maxHeaderSize = max
+    this.#emptyFinalSegment = options.emptyFinalSegment === true
+  }
+
+  [Symbol.asyncIterator](): AsyncIterableIterator<TarMember> {
+    return this
+  }
+
+  async next(): Promise<IteratorResult<TarMember, undefined>> {
+    if (this.#failed !== null) throw this.#failed
+    if (this.#finished) return DONE
+    try {
+      if (this.#cur !== null) await this.#endMember(this.#cur)
+      const member = await this.#nextMember()
+      if (member !== null) {
+        this.#members++
+        return { done: false, value: member }
+      }
+      await this.#endArchive()
+      this.#finished = true
+      log('disassembled %d members, %d bytes', this.#members, this.#reader.offset)
+      return DONE
+    } catch (err) {
+      throw await this.#fail(err)
+    }
+  }
+
+  async return(): Promise<IteratorResult<TarMember, undefined>> {
+    if (!this.#finished && this.#failed === null) {
+      this.#finished = true
+      this.#cur = null
+      await this.#reader.close()
+    }
+    return DONE
+  }
+
+  /** Makes `err` sticky and releases the source; returns the error to throw. */
+  async #fail(err: unknown): Promise<unknown> {
+    if (this.#failed === null) {
+      this.#failed = err
+      this.#cur = null
+      await this.#reader.close().catch(() => undefined)
+    }
+    return this.#failed
+  }
+
+  // ── segments ───────────────────────────────────────────────────────────────────────────
+
+  #push(bytes: Buffer): void {
+    if (bytes.length === 0) return
+    this.#seg.push(bytes)
+    this.#segLen += bytes.length
+  }
+
+  async #add(entry: EntryInput): Promise<void> {
+    const pending = this.#sink.add(entry)
+    if (pending !== undefined) await pending
+  }
+
+  /** Emits the pending bytes as one segment: a copy, so the sink never pins input chunks. */
+  async #flush(): Promise<void> {
+    if (this.#segLen === 0) return
+    const payload = Buffer.concat(this.#seg, this.#segLen)
+    this.#seg = []
+    this.#segLen = 0
+    await this.#add({ type: SEGMENT_TYPE, payload })
+  }
+
+  // ── reading ────────────────────────────────────────────────────────────────────────────
+
+  /** Reads `n` raw bytes into the pending segment, or fails as truncated `where`. */
+  async #readRaw(n: number, where: TruncatedArchiveError['where'], member?: Buffer): Promise<Buffer> {
+    const r = this.#reader
+    const bytes = r.ready >= n ? r.take(n) : await r.read(n)
+    if (bytes.length < n) throw new TruncatedArchiveError(where, r.offset, member)
+    this.#push(bytes)
+    return bytes
+  }
+
+  /** One block, or fewer bytes at the end of the input (none at a clean block edge). */
+  #readBlock(): Buffer | Promise<Buffer> {
+    const r = this.#reader
+    return r.ready >= BLOCK_SIZE ? r.take(BLOCK_SIZE) : r.read(BLOCK_SIZE)
+  }
+
+  /**
+   * Reads the data section of a PAX header or GNU long name (bounded by `maxHeaderSize`) into
+   * the pending segment and decodes it before its padding is read (a malformed header is
+   * reported as such even when the input ends in its padding). The padding of a `g` header
+   * is left for the next segment, where Go puts it.
+   */
+  async #readExtension<T>(raw: RawHeader, at: number, decode: (data: Buffer) => T): Promise<T> {
+    if (raw.size > this.#maxHeaderSize) throw new HeaderTooLargeError(raw.size, this.#maxHeaderSize, at)
+    const value = decode(await this.#readRaw(raw.size, 'extension-header'))
+    if (raw.typeflag === TYPE_PAX_GLOBAL) this.#pad = blockPadding(raw.size)
+    else await this.#readRaw(blockPadding(raw.size), 'padding')
+    return value
+  }
+
+  // ── the header group ───────────────────────────────────────────────────────────────────
+
+  /** Reads the headers up to the next member and emits its segment; null at the end. */
+  async #nextMember(): Promise<TarMember | null> {
+    if (this.#pad > 0) await this.#readRaw(this.#pad, 'padding')
+    this.#pad = 0
+    let local: PaxRecords | null = null
+    let longName: Buffer | null = null
+    let longLink: Buffer | null = null
+    for (;;) {
+      // Go keeps a whole header group in one segment; a hostile run of extension headers
+      // would make that unbounded, so a group past this size is split (still replayable).
+      if (this.#segLen > GROUP_SPLIT_FACTOR * this.#maxHeaderSize) await this.#flush()
+      const at = this.#reader.offset
+      const block = await this.#readBlock()
+      // The input ends at a block edge: an archive without end marker (valid, as in Go).
+      if (block.length === 0) return null
+      if (block.length < BLOCK_SIZE) throw new TruncatedArchiveError('header', this.#reader.offset)
+      this.#push(block)
+      if (isZeroBlock(block)) {
+        await this.#readEndMarker(at)
+        return null
+      }
+      const raw = decodeHeader(block, at)
+      // Go checks the size of every header block, meta ones included, before merging.
+      if (raw.size < 0 && !isHeaderOnlyType(raw.typeflag)) {
+        throw new InvalidHeaderError('negative-size', at, `size field is ${raw.size}`)
+      }
+      switch (raw.typeflag) {
+        case TYPE_PAX_LOCAL:
+          // A later `x` replaces an earlier one's records, as in Go.
+          local = await this.#readExtension(raw, at, (data) => parsePaxRecords(data, at))
+          continue
+        case TYPE_PAX_GLOBAL:
+          return this.#globalMember(raw, at)
+        case TYPE_GNU_LONGNAME:
+        case TYPE_GNU_LONGLINK: {
+          const value = await this.#readExtension(raw, at, cString)
+          if (raw.typeflag === TYPE_GNU_LONGNAME) longName = value
+          else longLink = value
+          continue
+        }
+        default:
+          return this.#member(resolveMember(raw, local, longName, longLink, at), block, at)
+      }
+    }
+  }
+
+  /**
+   * After one zero block, a second one or the end of the input ends the archive (both valid:
+   * some writers stop after one). Anything else is refused, as Go does, including a header
+   * (GNU tar would warn and go on; the corpus follows Go).
+   */
+  async #readEndMarker(at: number): Promise<void> {
+    const second = await this.#readBlock()
+    if (second.length === 0) return
+    if (second.length < BLOCK_SIZE) throw new TruncatedArchiveError('header', this.#reader.offset)
+    if (!isZeroBlock(second)) {
+      const what = blockFormat(second) !== null ? 'a tar header' : 'a block that is neither zeros nor a header'
+      throw new InvalidHeaderError('data-after-zero-block', at + BLOCK_SIZE, `${what} follows a lone zero block`)
+    }
+    this.#push(second)
+  }
+
+  /** A `g` header: updates the global records and is returned as a pseudo-member, as Go does. */
+  async #globalMember(raw: RawHeader, at: number): Promise<TarMember> {
+    const records = await this.#readExtension(raw, at, (data) => parsePaxRecords(data, at))
+    const plan = planGlobal(raw, records, at) // validates the values, as Go's mergePAX does
+    this.#global = applyGlobalRecords(this.#global, records)
+    await this.#flush()
+    await this.#addFileEntry(plan, null)
+    return Object.freeze({ header: plan.header, content: EMPTY_CONTENT })
+  }
+
+  /** Reads the member's sparse map (if any), emits its segment, and sets it current. */
+  async #member(base: MemberBase, block: Buffer, at: number): Promise<TarMember> {
+    let dataSize = base.dataSize
+    let sparse: SparseLayout | null = null
+    // Sparse map blocks (old GNU extension blocks, the PAX 1.0 map) are raw bytes of this
+    // member's segment.
+    const nextBlock = (): Promise<Buffer> => this.#readRaw(BLOCK_SIZE, 'sparse-map', base.name)
+    if (base.raw.typeflag === TYPE_GNU_SPARSE) {
+      if (base.raw.format !== 'gnu') {
+        // STAR uses the same typeflag with another layout; Go refuses it too.
+        throw new InvalidHeaderError('sparse-map', at, "a type 'S' sparse header that is not in GNU format")
+      }
+      sparse = await readOldGnuSparseMap(block, at, this.#maxHeaderSize, nextBlock)
+    } else if (base.paxSparse !== null) {
+      const realSize = base.paxSparse.realSize ?? dataSize
+      if (base.paxSparse.version === '1.0') {
+        const map = await readSparseMap1x0(dataSize, at, this.#maxHeaderSize, nextBlock)
+        dataSize -= map.bytes
+        sparse = { map: map.map, realSize }
+      } else {
+        sparse = { map: parseSparseMap0x(base.local!, at), realSize }
+      }
+    }
+    const plan = planMember(base, dataSize, sparse, this.#global, at)
+    await this.#flush()
+    const cur = new ContentCursor(plan)
+    // The map blocks are whole blocks, so the padding follows from the full data section.
+    this.#pad = blockPadding(base.dataSize)
+    // Members whose entry does not depend on their content get it now; `data` bytes then
+    // flow into the next segment after it, where Go's reader would put skipped bytes.
+    if (plan.kind !== 'file') await this.#addFileEntry(plan, null)
+    this.#cur = cur
+    const content: AsyncIterable<Buffer> =
+      plan.dataSize > 0 ? { [Symbol.asyncIterator]: () => this.#contentIterator(cur) } : EMPTY_CONTENT
+    return Object.freeze({ header: plan.header, content })
+  }
+
+  // ── content ────────────────────────────────────────────────────────────────────────────
+
+  /**
+   * Reads the next piece of the current member's content from the current chunk (which must
+   * not be empty): a view, CRC'd for files, added to the pending segment for other data.
+   */
+  #consume(cur: ContentCursor): Buffer {
+    const file = cur.plan.kind === 'file'
+    // Bytes bound for a segment come in pieces of at most 1 MiB, so that one huge input
+    // chunk cannot make a huge segment.
+    const ready = this.#reader.ready
+    const bytes = this.#reader.take(cur.piece(file ? ready : Math.min(ready, TRAILING_CHUNK_SIZE)))
+    cur.consumed(bytes)
+    if (!file) this.#push(bytes)
+    return bytes
+  }
+
+  /** Makes sure the current chunk has bytes for `cur`, or fails as truncated. */
+  async #fill(cur: ContentCursor): Promise<void> {
+    if (this.#reader.ready === 0 && !(await this.#reader.pull())) {
+      throw new TruncatedArchiveError('payload', this.#reader.offset, cur.plan.entryName)
+    }
+  }
+
+  #contentIterator(cur: ContentCursor): AsyncIterator<Buffer> {
+    return {
+      next: async (): Promise<IteratorResult<Buffer, undefined>> => {
+        if (this.#failed !== null) throw this.#failed
+        if (this.#cur !== cur || cur.remaining === 0) return DONE
+        try {
+          await this.#fill(cur)
+          const bytes = this.#consume(cur)
+          if (this.#segLen >= TRAILING_CHUNK_SIZE) await this.#flush()
+          return { done: false, value: bytes }
+        } catch (err) {
+          throw await this.#fail(err)
+        }
+      },
+      return: async (): Promise<IteratorResult<Buffer, undefined>> => DONE,
+    }
+  }
+
+  /** Drains what the caller did not read, then emits a file member's F entry. */
+  async #endMember(cur: ContentCursor): Promise<void> {
+    while (cur.remaining > 0) {
+      await this.#fill(cur)
+      this.#consume(cur)
+      if (this.#segLen >= TRAILING_CHUNK_SIZE) await this.#flush()
+    }
+    this.#cur = null
+    const { plan } = cur
+    if (plan.kind === 'file') await this.#addFileEntry(plan, cur.digest())
+    // Stored bytes no sparse extent refers to: raw bytes, where Go's reader puts skipped data.
+    for (let n = plan.unreferenced; n > 0; ) {
+      await this.#fill(cur)
+      const bytes = this.#reader.take(Math.min(this.#reader.ready, n, TRAILING_CHUNK_SIZE))
+      this.#push(bytes)
+      n -= bytes.length
+      if (this.#segLen >= TRAILING_CHUNK_SIZE) await this.#flush()
+    }
+  }
+
+  async #addFileEntry(plan: MemberPlan, payload: Buffer | null): Promise<void> {
+    await this.#add({
+      type: FILE_TYPE,
+      name: plan.entryName,
+      size: plan.entrySize,
+      payload,
+      ...(plan.extents !== null ? { sparse: plan.extents } : {}),
+    })
+  }
+
+  // ── the end ────────────────────────────────────────────────────────────────────────────
+
+  /**
+   * Emits the end segment (last padding and end-of-archive blocks), then every remaining
+   * input byte in segments of exactly 1 MiB (the last one shorter), as Go does with a file.
+   */
+  async #endArchive(): Promise<void> {
+    await this.#flush()
+    const r = this.#reader
+    for (;;) {
+      if (r.ready === 0 && !(await r.pull())) break
+      this.#push(r.take(Math.min(r.ready, TRAILING_CHUNK_SIZE - this.#segLen)))
+      if (this.#segLen === TRAILING_CHUNK_SIZE) await this.#flush()
+    }
+    await this.#flush()
+    if (this.#emptyFinalSegment) await this.#add({ type: SEGMENT_TYPE, payload: Buffer.alloc(0) })
+  }
+}
+
+/** A GNU long name: the data up to the first NUL. */
+function cString(data: Buffer): Buffer {
+  const nul = data.indexOf(0)
+  return Buffer.from(nul >= 0 ? data.subarray(0, nul) : data)
+}
+
+const EMPTY_CONTENT: AsyncIterable<Buffer> = Object.freeze({
+  [Symbol.asyncIterator]: (): AsyncIterator<Buffer> => ({ next: async () => DONE }),
+})

@@ -1,0 +1,176 @@
+/**
+ * The JSON packer: numbers entries and writes them as Go's `storage.NewJSONPacker` does, one
+ * JSON object per line, optionally gzipped (moby stores `tar-split.json.gz`).
+ */
+import { Writable } from 'node:stream'
+import { finished, pipeline } from 'node:stream/promises'
+import { createGzip } from 'node:zlib'
+import createDebug from 'debug'
+import { FILE_TYPE } from './entry.js'
+import type { EntryInput, EntrySink } from './entry.js'
+import { DuplicatePathError } from './errors.js'
+import { encodeLine } from './go-json.js'
+import { cleanKey } from './go-path.js'
+
+const debug = createDebug('layerstore:tarsplit')
+
+/**
+ * Lines are gathered into chunks of about this size before they are written: a layer of 55k
+ * files makes 110k entries, and one zlib call per line costs more than the encoding itself.
+ */
+const BATCH_BYTES = 64 * 1024
+
+/** Options of {@link JsonPacker}. */
+export interface JsonPackerOptions {
+  /**
+   * Gzip the output (node's zlib at its default level, as Go's `gzip.NewWriter`): the form
+   * moby stores as `tar-split.json.gz`. Default false.
+   */
+  readonly gzip?: boolean
+}
+
+/**
+ * Writes entries to a Writable as tar-split JSON lines, byte for byte as Go writes them.
+ *
+ * Positions are numbered from 0 in the order of `add` calls. A FileEntry whose name cleans
+ * (Go `path.Clean`) to the name of an earlier FileEntry is refused with `DuplicatePathError`,
+ * without writing it or using up its position (Go's `ErrDuplicatePath`); segments are never
+ * checked. After an error the packer stays usable, but callers normally abandon the layer.
+ *
+ * @example
+ * ```ts
+ * const packer = new JsonPacker(createWriteStream('tar-split.json.gz'), { gzip: true })
+ * await packer.add({ type: 2, payload: headerBytes })
+ * await packer.add({ type: 1, name: Buffer.from('a.txt'), size: 6, payload: crc })
+ * await packer.finish()
+ * ```
+ */
+export class JsonPacker implements EntrySink {
+  readonly #target: Writable
+  readonly #done: Promise<void>
+  readonly #seen = new Set<string>()
+  #position = 0
+  #batch: Buffer[] = []
+  #batchBytes = 0
+  #failure: Error | undefined
+  #finished = false
+
+  /**
+   * @param out where the JSON (or gzip) bytes go. The packer ends it in {@link finish}.
+   */
+  constructor(out: Writable, options: JsonPackerOptions = {}) {
+    if (options.gzip) {
+      const gzip = createGzip()
+      this.#target = gzip
+      this.#done = pipeline(gzip, out)
+    } else {
+      this.#target = out
+      this.#done = finished(out)
+    }
+    // Remember the first stream error so that the next add() reports it; never unhandled.
+    this.#done.catch((err: unknown) => {
+      this.#failure ??= err instanceof Error ? err : new Error(String(err))
+    })
+  }
+
+  /** How many entries were written so far (the next entry's position). */
+  get count(): number {
+    return this.#position
+  }
+
+  /**
+   * Numbers and writes one entry. Returns a promise only when the output needs draining
+   * (backpressure); await it before adding more.
+   *
+   * @throws DuplicatePathError for a FileEntry whose cleaned name was seen before.
+   * @throws MetadataFormatError for an entry that cannot be encoded (negative size…).
+   * @throws the output stream's error once it has failed, and an Error after `finish`.
+   */
+  add(entry: EntryInput): void | Promise<void> {
+    if (this.#failure) throw this.#failure
+    if (this.#finished) throw new Error('JsonPacker.add() after finish()')
+    // Encode before recording the name, so that a refused entry leaves no trace.
+    const line = encodeLine(entry, this.#position)
+    if (entry.type === FILE_TYPE) {
+      const key = cleanKey(entry.name)
+      if (this.#seen.has(key)) throw new DuplicatePathError(entry.name)
+      this.#seen.add(key)
+    }
+    this.#position++
+    this.#batch.push(line)
+    this.#batchBytes += line.length
+    if (this.#batchBytes >= BATCH_BYTES) return this.#flush()
+  }
+
+  /**
+   * Writes what is buffered, ends the output and resolves once it has flushed (and, for a
+   * file, closed). Rejects with the output's error if it failed. A second call returns the
+   * same outcome without writing anything.
+   */
+  async finish(): Promise<void> {
+    if (!this.#finished) {
+      this.#finished = true
+      if (!this.#failure) {
+        await this.#flush()
+        this.#target.end()
+      }
+      debug('packed %d entries', this.#position)
+    }
+    await this.#done
+  }
+
+  #flush(): void | Promise<void> {
+    if (this.#batchBytes === 0) return
+    const chunk = this.#batch.length === 1 ? this.#batch[0]! : Buffer.concat(this.#batch, this.#batchBytes)
+    this.#batch = []
+    this.#batchBytes = 0
+    if (this.#target.write(chunk)) return
+    return new Promise<void>((resolve, reject) => {
+      const onDrain = (): void => {
+        this.#target.off('error', onError)
+        this.#target.off('close', onClose)
+        resolve()
+      }
+      const onError = (err: Error): void => {
+        this.#target.off('drain', onDrain)
+        this.#target.off('close', onClose)
+        reject(err)
+      }
+      // A stream destroyed while we wait never drains; fail rather than hang.
+      const onClose = (): void => {
+        this.#target.off('drain', onDrain)
+        this.#target.off('error', onError)
+        reject(this.#failure ?? new Error('the tar-split output closed before it drained'))
+      }
+      this.#target.once('drain', onDrain)
+      this.#target.once('error', onError)
+      this.#target.once('close', onClose)
+    })
+  }
+}
+
+/**
+ * Packs entries into memory and returns the bytes (plain JSON lines, or gzip). Meant for tests
+ * and small tools; a layer's metadata should be streamed with {@link JsonPacker}.
+ */
+export async function packToBuffer(
+  entries: Iterable<EntryInput> | AsyncIterable<EntryInput>,
+  options: JsonPackerOptions = {},
+): Promise<Buffer> {
+  const chunks: Buffer[] = []
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      chunks.push(chunk)
+      callback()
+    },
+  })
+  const packer = new JsonPacker(sink, options)
+  try {
+    for await (const entry of entries) await packer.add(entry)
+  } catch (err) {
+    sink.destroy()
+    throw err
+  }
+  await packer.finish()
+  return Buffer.concat(chunks)
+}
