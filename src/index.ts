@@ -4,3 +4,5 @@
  */
 export * from './errors.js'
 export * as tarsplit from './tarsplit/index.js'
+export * as native from './native/index.js'
+export * as metadata from './metadata/index.js'

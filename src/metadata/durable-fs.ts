@@ -1,0 +1,133 @@
+/**
+ * The file operations every layerdb write is made of, ordered for crash safety: a file is
+ * fsynced before it is renamed into place, and the directory that received the rename is
+ * fsynced after it (moby skips that last step, so a power loss can undo a commit it reported).
+ * (Node opens every descriptor with O_CLOEXEC already, so none leaks into child processes.)
+ */
+import { constants } from 'node:fs'
+import { lstat, open, readFile, rename, rm } from 'node:fs/promises'
+import { isKindedError } from '../errors.js'
+import { syncfs } from '../native/index.js'
+import { MetadataIOError } from './errors.js'
+
+/** The errno name of a Node error, if any. */
+export function errnoOf(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null)?.code
+  return typeof code === 'string' && /^E[A-Z0-9]+$/.test(code) ? code : undefined
+}
+
+/** Wraps an fs failure in `MetadataIOError` (kinded errors pass through unchanged). */
+export function ioError(op: string, path: string, err: unknown): Error {
+  if (isKindedError(err)) return err
+  return new MetadataIOError(op, path, errnoOf(err), { cause: err })
+}
+
+/** Writes a whole file (0644, truncating) and fsyncs it before closing, as moby's setters do. */
+export async function writeFileSynced(path: string, data: string | Buffer): Promise<void> {
+  let handle
+  try {
+    handle = await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC, 0o644)
+    await handle.writeFile(data)
+    await handle.sync()
+  } catch (err) {
+    throw ioError('write', path, err)
+  } finally {
+    await handle?.close()
+  }
+}
+
+/** fsyncs a directory, so that the names created or renamed in it survive a power loss. */
+export async function fsyncDir(path: string): Promise<void> {
+  let handle
+  try {
+    handle = await open(path, constants.O_RDONLY | constants.O_DIRECTORY)
+    await handle.sync()
+  } catch (err) {
+    throw ioError('fsync', path, err)
+  } finally {
+    await handle?.close()
+  }
+}
+
+/**
+ * Flushes the whole filesystem that holds `path` with one `syncfs(2)`: the way driver data
+ * (thousands of files of a layer) is made durable before its metadata is committed, instead
+ * of one fsync per file.
+ */
+export async function syncFilesystemOf(path: string): Promise<void> {
+  let handle
+  try {
+    handle = await open(path, constants.O_RDONLY)
+    await syncfs(handle.fd)
+  } catch (err) {
+    throw ioError('syncfs', path, err)
+  } finally {
+    await handle?.close()
+  }
+}
+
+/** Reads a file, or returns undefined when it does not exist. */
+export async function readOptional(path: string): Promise<Buffer | undefined> {
+  try {
+    return await readFile(path)
+  } catch (err) {
+    if (errnoOf(err) === 'ENOENT') return undefined
+    throw ioError('read', path, err)
+  }
+}
+
+/** Renames, wrapping the failure. */
+export async function renamePath(from: string, to: string): Promise<void> {
+  try {
+    await rename(from, to)
+  } catch (err) {
+    throw ioError('rename', from, err)
+  }
+}
+
+/**
+ * Replaces `target` with `data` atomically: written and fsynced at `tempPath` (same
+ * filesystem), renamed over `target`, then `target`'s directory fsynced (unless `syncDir` is
+ * false because the caller fsyncs it later, once for several names). A crash leaves the old
+ * or the new content, and at worst an orphan at `tempPath`. `beforeRename` is a crash-point
+ * seam for tests.
+ */
+export async function replaceFile(
+  tempPath: string,
+  target: string,
+  targetDir: string,
+  data: string | Buffer,
+  syncDir = true,
+  beforeRename?: () => void,
+): Promise<void> {
+  try {
+    await writeFileSynced(tempPath, data)
+    beforeRename?.()
+    await renamePath(tempPath, target)
+  } catch (err) {
+    await rm(tempPath, { force: true }).catch(() => undefined)
+    throw err
+  }
+  if (syncDir) await fsyncDir(targetDir)
+}
+
+/** Removes a file or tree; a missing path is fine. */
+export async function removeTree(path: string): Promise<void> {
+  try {
+    await rm(path, { recursive: true, force: true, maxRetries: 3 })
+  } catch (err) {
+    throw ioError('remove', path, err)
+  }
+}
+
+/** True when `path` exists (any type; a symlink is not followed). */
+export async function pathExists(path: string): Promise<boolean> {
+  try {
+    await lstat(path)
+    return true
+  } catch (err) {
+    const code = errnoOf(err)
+    if (code === 'ENOENT' || code === 'ENOTDIR') return false
+    throw ioError('stat', path, err)
+  }
+}
