@@ -33,7 +33,7 @@ try {
     const tar = workload(name)
     const mib = statSync(tar).size / (1 << 20)
     const tools = {
-      layerctl: (out) => [process.execPath, join(root, 'bin/layerctl'), 'tar-split', 'disasm', '--no-stdout', '-o', out, tar],
+      layerctl: (out) => [process.execPath, join(root, 'bin/layerctl'), 'tar-split', 'disasm', '--compat', '0.11', '--no-stdout', '-o', out, tar],
       ...(haveGo ? { 'go tar-split': (out) => ['tar-split', 'disasm', '--no-stdout', '--output', out, tar] } : {}),
       sha256sum: () => ['sha256sum', tar],
     }
