@@ -13,13 +13,11 @@
  * kernel cannot be interrupted from JS, and Node joins worker threads at exit, so an
  * unbounded wait (a lock) would hang `process.exit()`. `lock.ts` polls instead.
  */
-import { createRequire } from 'node:module'
-import { pathToFileURL } from 'node:url'
 import { Worker } from 'node:worker_threads'
 import createDebug from 'debug'
 import { NativeUnavailableError, NativeWorkerError, SyscallError } from './errors.js'
 import type { SyscallErrorDetails } from './errors.js'
-import { LIBC_SONAME } from './libc.js'
+import { LIBC_SONAME, koffiModuleURL } from './libc.js'
 
 const debug = createDebug('layerstore:native')
 
@@ -101,7 +99,7 @@ class BlockingCallPool {
   }
 
   #spawn(name: BlockingCall): Worker {
-    this.#koffiUrl ??= pathToFileURL(createRequire(import.meta.url).resolve('koffi')).href
+    this.#koffiUrl ??= koffiModuleURL()
     const worker = new Worker(WORKER_SOURCE, {
       eval: true,
       // The parent's flags (loaders, --input-type) mean nothing to this plain script.

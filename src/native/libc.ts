@@ -1,7 +1,11 @@
 /**
  * Loading libc through koffi, declaring functions once, and turning `-1` + errno into a
- * {@link SyscallError}. This file and `async-call.ts` are the only ones that touch koffi.
+ * {@link SyscallError}. This file, and the worker threads of `async-call.ts` and
+ * `relative-mounter.ts` (a thread cannot borrow another's FFI handles), are the only code that
+ * touches koffi.
  */
+import { createRequire } from 'node:module'
+import { pathToFileURL } from 'node:url'
 import koffi from 'koffi'
 import type { IKoffiLib } from 'koffi'
 import { NativeArgumentError, NativeUnavailableError, SyscallError } from './errors.js'
@@ -12,6 +16,11 @@ export type NativeFunction = ReturnType<IKoffiLib['func']>
 
 /** The soname we bind to; glibc on every Linux we run on (musl would need `libc.so`). */
 export const LIBC_SONAME = 'libc.so.6'
+
+/** The URL a worker thread imports koffi from (the same copy this module loaded). */
+export function koffiModuleURL(): string {
+  return pathToFileURL(createRequire(import.meta.url).resolve('koffi')).href
+}
 
 /** `AT_FDCWD`: a dirfd meaning "relative to the current directory". */
 export const AT_FDCWD = -100
