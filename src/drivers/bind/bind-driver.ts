@@ -1,0 +1,350 @@
+/**
+ * The bind driver: zero-copy flattened layers. Every layer is a complete root filesystem, as
+ * with vfs, but a read-only layer's unchanged files are hard links to its parent's (see
+ * link-tree.ts), so a chain of n layers costs its directories and symlinks n times and its
+ * file data once. Nothing is stacked at mount time: `get` is one bind mount, at any depth.
+ *
+ * Layout of the home:
+ *
+ * ```
+ * <home>/<id>/root/     the layer's complete tree
+ * <home>/<id>/rw        present (empty) if the layer is read-write
+ * <home>/<id>/parent    the parent's id (absent for a base layer), for inspection
+ * <home>/<id>/merged/   mount point while the layer is held
+ * <home>/<id>~…         scratch: a layer being built or deleted (`~` is never in an id)
+ * ```
+ *
+ * - A read-only layer (`create`) starts as a link tree of its parent; `applyDiff` extracts
+ *   with AUFS whiteouts applied physically, which unlinks and re-creates every path it
+ *   touches and never writes into an existing inode, so the parent never changes. Its
+ *   `get` is a read-only bind mount (bind, then remount `MS_RDONLY|MS_BIND`: a bind with the
+ *   read-only flag alone stays writable), so writes fail with EROFS.
+ * - A read-write layer (`createReadWrite`), which a container writes into in place, starts as
+ *   a copy of its parent (reflinked where the filesystem can, see graphdriver's `copyDir`) and is
+ *   bind-mounted read-write. So is a read-only layer made on a read-write parent: linking to
+ *   inodes that may still be written would let them change under the child.
+ */
+import { mkdir, readdir, readFile, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { randomBytes } from 'node:crypto'
+import type { Readable } from 'node:stream'
+import createDebug from 'debug'
+import { applyLayer } from '../../archive/index.js'
+import type { Change } from '../../archive/index.js'
+import type {
+  CreateOptions,
+  DiffGetterDriver,
+  DriverCapabilities,
+  DriverLayerID,
+  DriverStatus,
+  GetOptions,
+} from '../../graphdriver/index.js'
+import {
+  assertLayerID,
+  copyDir,
+  InvalidDriverOptionError,
+  LayerExistsError,
+  LayerInUseError,
+  LayerNotFoundError,
+  LayerNotMountedError,
+  MAX_LAYER_DEPTH,
+  MountCounter,
+  mountPointsUnder,
+  naiveDiff,
+} from '../../graphdriver/index.js'
+import { hasCode } from '../../errors.js'
+import { isMountPoint, MNT_DETACH, mount, MS_BIND, MS_RDONLY, MS_REMOUNT, umount } from '../../native/index.js'
+import type { FileGetter, TarMember } from '../../tarsplit/index.js'
+import { directoryGetter } from '../../tarsplit/index.js'
+import { BindMountError } from './errors.js'
+import { linkTree } from './link-tree.js'
+
+const debug = createDebug('layerstore:bind')
+
+/** The driver's registered name (its home is `<root>/bind`). */
+export const BIND_DRIVER_NAME = 'bind'
+
+const SCRATCH_MARK = '~'
+// Scratch dirs older than this are a crashed process's leftovers, never a live create.
+const STALE_SCRATCH_MS = 10 * 60 * 1000
+
+/** Options of {@link BindDriver}. */
+export interface BindDriverOptions {
+  /** The driver's home, `<root>/bind`. */
+  readonly home: string
+}
+
+/** See the module doc. */
+export class BindDriver implements DiffGetterDriver {
+  readonly name = BIND_DRIVER_NAME
+  readonly home: string
+  readonly capabilities: DriverCapabilities = Object.freeze({
+    readOnlyLayers: true,
+    // Diffs and changes compare trees (naiveDiff); only applyDiff is the driver's own.
+    nativeDiff: false,
+    mounts: true,
+    preservesMetadata: true,
+    maxDepth: MAX_LAYER_DEPTH,
+  })
+  // A mount point that does not exist is not mounted (put removes it): no mountinfo read.
+  readonly #counter = new MountCounter({ isMounted: async (p) => (await pathExists(p)) && isMountPoint(p) })
+  readonly #naive: DiffGetterDriver
+
+  constructor(options: BindDriverOptions) {
+    this.home = options.home
+    this.#naive = naiveDiff(this)
+  }
+
+  /** Creates the home and sweeps scratch dirs a crashed process left. Idempotent. */
+  async init(): Promise<void> {
+    await mkdir(this.home, { recursive: true, mode: 0o710 })
+    const now = Date.now()
+    for (const name of await readdir(this.home)) {
+      if (!name.includes(SCRATCH_MARK)) continue
+      const path = join(this.home, name)
+      const old = now - (await stat(path)).mtimeMs > STALE_SCRATCH_MS
+      if ((name.includes(`${SCRATCH_MARK}removing-`) || old) && (await mountPointsUnder(path)).length === 0) {
+        debug('sweeping scratch dir %s', path)
+        await rm(path, { recursive: true, force: true })
+      }
+    }
+  }
+
+  /** Makes a read-only layer: a link tree of the parent. Refuses every storage option. */
+  async create(id: DriverLayerID, parent: DriverLayerID | null, options?: CreateOptions): Promise<void> {
+    const key = Object.keys(options?.storageOpt ?? {})[0]
+    if (key !== undefined) throw new InvalidDriverOptionError(this.name, key, 'storage options apply to read-write layers only')
+    await this.#create(id, parent, false)
+  }
+
+  /** Makes a read-write layer: a (reflinked where possible) copy of the parent. */
+  async createReadWrite(id: DriverLayerID, parent: DriverLayerID | null, options?: CreateOptions): Promise<void> {
+    const key = Object.keys(options?.storageOpt ?? {})[0]
+    if (key !== undefined) throw new InvalidDriverOptionError(this.name, key, 'storage option not supported by bind')
+    await this.#create(id, parent, true)
+  }
+
+  async #create(id: string, parent: string | null, readWrite: boolean): Promise<void> {
+    assertLayerID(this.name, id)
+    if (parent !== null) assertLayerID(this.name, parent)
+    if (await this.exists(id)) throw new LayerExistsError(this.name, id)
+    if (parent !== null && !(await this.exists(parent))) throw new LayerNotFoundError(this.name, parent, 'parent')
+    // Built under a scratch name and renamed into place last: `<id>/` is never half made.
+    const tmp = join(this.home, `${id}${SCRATCH_MARK}creating-${randomBytes(6).toString('hex')}`)
+    const root = join(tmp, 'root')
+    try {
+      await mkdir(tmp, { mode: 0o710 })
+      await mkdir(root, { mode: 0o755 })
+      if (parent !== null) {
+        const parentRoot = this.#root(parent)
+        if (readWrite || (await this.#isReadWrite(parent))) await copyDir(parentRoot, root)
+        else await linkTree(parentRoot, root)
+        await writeFile(join(tmp, 'parent'), parent, { mode: 0o644 })
+      }
+      if (readWrite) await writeFile(join(tmp, 'rw'), '', { mode: 0o644 })
+      await rename(tmp, this.#dir(id))
+    } catch (err) {
+      await rm(tmp, { recursive: true, force: true })
+      if (hasErrno(err, 'ENOTEMPTY') || hasErrno(err, 'EEXIST')) throw new LayerExistsError(this.name, id, { cause: err })
+      throw err
+    }
+    debug('created %s layer %s (parent %s)', readWrite ? 'rw' : 'ro', id, parent ?? '-')
+  }
+
+  /** Deletes the layer; a missing one is not an error. See `ProtoDriver.remove`. */
+  async remove(id: DriverLayerID): Promise<void> {
+    assertLayerID(this.name, id)
+    const merged = this.#mountPoint(id)
+    const holders = this.#counter.count(merged)
+    if (holders > 0) throw new LayerInUseError(this.name, id, holders, merged)
+    if (await isMountPoint(merged)) throw new LayerInUseError(this.name, id, 0, merged)
+    // Rename first: a crash mid-delete leaves a scratch dir for init to sweep, not a layer.
+    const doomed = join(this.home, `${id}${SCRATCH_MARK}removing-${randomBytes(6).toString('hex')}`)
+    try {
+      await rename(this.#dir(id), doomed)
+    } catch (err) {
+      if (hasErrno(err, 'ENOENT')) return
+      throw err
+    }
+    await rm(doomed, { recursive: true, force: true })
+    debug('removed layer %s', id)
+  }
+
+  /**
+   * Bind-mounts the layer's tree on `<id>/merged` (read-only for a read-only layer unless
+   * `options.writable`) and returns that path. The first get decides the view; later ones
+   * share it until the last put.
+   */
+  async get(id: DriverLayerID, options?: GetOptions): Promise<string> {
+    await this.#mustExist(id)
+    const merged = this.#mountPoint(id)
+    await this.#counter.acquire(merged, async () => {
+      const readOnly = !options?.writable && !(await this.#isReadWrite(id))
+      await mkdir(merged, { mode: 0o755 }).catch((err: unknown) => {
+        if (!hasErrno(err, 'EEXIST')) throw err
+      })
+      try {
+        await mount(this.#root(id), merged, null, MS_BIND)
+      } catch (err) {
+        await rmdir(merged).catch(() => undefined)
+        throw new BindMountError(id, merged, 'bind mount', { cause: err })
+      }
+      if (!readOnly) return
+      try {
+        await mount(null, merged, null, MS_REMOUNT | MS_BIND | MS_RDONLY)
+      } catch (err) {
+        await this.#unmount(merged).catch(() => undefined)
+        throw new BindMountError(id, merged, 'read-only remount', { cause: err })
+      }
+    })
+    return merged
+  }
+
+  /** Releases one get; the last one unmounts. See `ProtoDriver.put`. */
+  async put(id: DriverLayerID): Promise<void> {
+    assertLayerID(this.name, id)
+    const merged = this.#mountPoint(id)
+    try {
+      await this.#counter.release(merged, async () => {
+        try {
+          await this.#unmount(merged)
+        } catch (err) {
+          throw new BindMountError(id, merged, 'unmount', { cause: err })
+        }
+      })
+    } catch (err) {
+      if (hasCode(err, 'ERR_MOUNT_NOT_HELD')) throw new LayerNotMountedError(this.name, id)
+      throw err
+    }
+  }
+
+  /** True if the layer's dir exists. */
+  async exists(id: DriverLayerID): Promise<boolean> {
+    assertLayerID(this.name, id)
+    try {
+      return (await stat(this.#root(id))).isDirectory()
+    } catch {
+      return false
+    }
+  }
+
+  /** Layer count. */
+  async status(): Promise<DriverStatus> {
+    const names = await readdir(this.home).catch(() => [] as string[])
+    return [
+      ['Layers', String(names.filter((n) => !n.includes(SCRATCH_MARK)).length)],
+      ['Read-only layers', 'hard-link trees of their parent, read-only bind mounts'],
+      ['Read-write layers', 'copies (reflinked where supported), read-write bind mounts'],
+    ]
+  }
+
+  /** `{ SourceDir, MergedDir, Parent? }`. */
+  async getMetadata(id: DriverLayerID): Promise<Readonly<Record<string, string>>> {
+    await this.#mustExist(id)
+    const meta: Record<string, string> = { SourceDir: this.#root(id), MergedDir: this.#mountPoint(id) }
+    const parent = await readFile(join(this.#dir(id), 'parent'), 'utf8').catch(() => null)
+    if (parent) meta.Parent = parent
+    return meta
+  }
+
+  /** Unmounts every layer view under home (ours, and any a crashed process left). */
+  async cleanup(): Promise<void> {
+    for (const path of this.#counter.paths()) await this.#counter.releaseAll(path, () => this.#unmount(path))
+    for (const point of await mountPointsUnder(this.home)) {
+      if (point.endsWith('/merged')) await this.#unmount(point)
+    }
+  }
+
+  /**
+   * Extracts `members` straight into the layer's tree (no mount), with AUFS whiteouts applied
+   * physically; returns the sum of header sizes. The tree already starts as its parent's
+   * (made so on create), so `parent` is not needed.
+   */
+  async applyDiff(id: DriverLayerID, _parent: DriverLayerID | null, members: AsyncIterable<TarMember>): Promise<number> {
+    await this.#mustExist(id)
+    const { size } = await applyLayer(members, this.#root(id), { whiteouts: 'naive' })
+    return size
+  }
+
+  /** A tar of the changes (tree comparison; see `naiveDiff`). */
+  diff(id: DriverLayerID, parent: DriverLayerID | null): Promise<Readable> {
+    return this.#naive.diff(id, parent)
+  }
+
+  /** The changes from `parent` (tree comparison; shared inodes compare equal at once). */
+  changes(id: DriverLayerID, parent: DriverLayerID | null): Promise<Change[]> {
+    return this.#naive.changes(id, parent)
+  }
+
+  /** The bytes of the changes (see `naiveDiff`). */
+  diffSize(id: DriverLayerID, parent: DriverLayerID | null): Promise<number> {
+    return this.#naive.diffSize(id, parent)
+  }
+
+  /**
+   * Reads the layer's files by member name straight from its tree, without a mount: the
+   * tree holds this layer's version of every path its tar names.
+   */
+  async diffGetter(id: DriverLayerID): Promise<{ readonly getter: FileGetter; close(): Promise<void> }> {
+    await this.#mustExist(id)
+    return { getter: directoryGetter(this.#root(id)), close: async () => undefined }
+  }
+
+  async #unmount(merged: string): Promise<void> {
+    try {
+      await umount(merged, MNT_DETACH)
+    } catch (err) {
+      if (!hasErrno(err, 'EINVAL')) throw err // EINVAL: not mounted any more
+    }
+    await rmdir(merged).catch(() => undefined)
+  }
+
+  async #mustExist(id: string): Promise<void> {
+    if (!(await this.exists(id))) throw new LayerNotFoundError(this.name, id)
+  }
+
+  async #isReadWrite(id: string): Promise<boolean> {
+    return stat(join(this.#dir(id), 'rw')).then(
+      () => true,
+      () => false,
+    )
+  }
+
+  #dir(id: string): string {
+    return join(this.home, id)
+  }
+
+  #root(id: string): string {
+    return join(this.home, id, 'root')
+  }
+
+  #mountPoint(id: string): string {
+    return join(this.home, id, 'merged')
+  }
+}
+
+/** True if `home` holds at least one bind layer (a dir with a `root/`). */
+export async function bindHoldsLayers(home: string): Promise<boolean> {
+  let names: string[]
+  try {
+    names = await readdir(home)
+  } catch (err) {
+    return !hasErrno(err, 'ENOENT')
+  }
+  for (const name of names) {
+    if (name.includes(SCRATCH_MARK)) continue
+    if (await stat(join(home, name, 'root')).then(() => true, () => false)) return true
+  }
+  return false
+}
+
+async function pathExists(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => true,
+    () => false,
+  )
+}
+
+function hasErrno(err: unknown, code: string): boolean {
+  return (err as { code?: unknown } | null)?.code === code
+}

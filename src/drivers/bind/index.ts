@@ -1,0 +1,30 @@
+/**
+ * The bind driver's factory: options and wiring. The driver is bind-driver.ts, its link-tree
+ * builder link-tree.ts, its probes probe.ts. The bind driver takes no driver options.
+ */
+import type { DriverFactory, DriverInitOptions } from '../../graphdriver/index.js'
+import { InvalidDriverOptionError } from '../../graphdriver/index.js'
+import { BIND_DRIVER_NAME, BindDriver, bindHoldsLayers } from './bind-driver.js'
+import { probeBind } from './probe.js'
+
+export { BindDriver, BIND_DRIVER_NAME, bindHoldsLayers } from './bind-driver.js'
+export type { BindDriverOptions } from './bind-driver.js'
+export { BindMountError } from './errors.js'
+export { linkTree } from './link-tree.js'
+export type { LinkTreeStats } from './link-tree.js'
+export { probeBind } from './probe.js'
+
+/** The bind factory: after overlay, before vfs in auto-selection (it needs root). */
+export const bindDriverFactory: DriverFactory = Object.freeze({
+  name: BIND_DRIVER_NAME,
+  priority: 50,
+  async create(init: DriverInitOptions) {
+    const key = Object.keys(init.options ?? {})[0]
+    if (key !== undefined) throw new InvalidDriverOptionError(BIND_DRIVER_NAME, key, 'unknown option for bind (it takes none)')
+    await probeBind(init.home, BIND_DRIVER_NAME)
+    const driver = new BindDriver({ home: init.home })
+    await driver.init()
+    return driver
+  },
+  holdsLayers: bindHoldsLayers,
+})

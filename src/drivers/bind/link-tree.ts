@@ -1,0 +1,114 @@
+/**
+ * `linkTree`: a child layer's starting tree, at almost no disk cost. Directories and symlinks
+ * are re-created (with owner, mode, xattrs and nanosecond times); every other entry (regular
+ * files, devices, FIFOs, sockets) becomes a hard link to the parent's inode. Hard-link groups
+ * inside the parent stay groups, since every name links to the same inode.
+ *
+ * Why directories and symlinks are not shared: a directory cannot be hard-linked, and a
+ * child's apply creates and deletes entries in its own directories; a symlink's owner and
+ * times could be changed in place (lchown, lutimes), which would reach the parent. A
+ * regular file is never changed in place by the archive's naive apply, which unlinks a path
+ * and creates a new inode for every member, so sharing it is safe: the parent's files keep
+ * their content, mode, owner and times whatever the child's layer does.
+ *
+ * An inode at the filesystem's hard-link limit (EMLINK; 65 000 on ext4) is copied instead.
+ */
+import { constants as fsConstants } from 'node:fs'
+import type { BigIntStats } from 'node:fs'
+import { chmod, copyFile, lchown, link, lstat, mkdir, readdir, readlink, symlink } from 'node:fs/promises'
+import createDebug from 'debug'
+import { lgetxattr, llistxattr, lsetxattr, utimensat } from '../../native/index.js'
+
+const debug = createDebug('layerstore:bind')
+
+const SLASH = Buffer.from('/')
+// Links made at once within one directory: enough to overlap the syscalls' latency,
+// few enough not to exhaust file descriptors or the thread pool.
+const PARALLEL = 16
+
+/** What {@link linkTree} made. */
+export interface LinkTreeStats {
+  dirs: number
+  symlinks: number
+  links: number
+  /** Inodes at the hard-link limit, copied instead. */
+  copies: number
+}
+
+/**
+ * Makes `dst` (an existing empty directory) a tree equal to `src` whose non-directory,
+ * non-symlink entries are hard links to `src`'s (see the file comment). `dst` gets `src`'s
+ * own owner, mode, xattrs and times. Both must be on one filesystem. Fails on the first
+ * error, leaving a partial tree the caller removes. Cost: O(entries), no file data.
+ */
+export async function linkTree(src: string | Buffer, dst: string | Buffer): Promise<LinkTreeStats> {
+  const stats: LinkTreeStats = { dirs: 0, symlinks: 0, links: 0, copies: 0 }
+  const s = Buffer.from(src)
+  const d = Buffer.from(dst)
+  await linkChildren(s, d, stats)
+  await copyMetadata(s, d, await lstat(s, { bigint: true }))
+  debug('linked %s into %s: %o', s.toString(), d.toString(), stats)
+  return stats
+}
+
+async function linkChildren(srcDir: Buffer, dstDir: Buffer, stats: LinkTreeStats): Promise<void> {
+  const names = await readdir(srcDir, { encoding: 'buffer' })
+  for (let i = 0; i < names.length; i += PARALLEL) {
+    await Promise.all(
+      names
+        .slice(i, i + PARALLEL)
+        .map((name) => linkEntry(Buffer.concat([srcDir, SLASH, name]), Buffer.concat([dstDir, SLASH, name]), stats)),
+    )
+  }
+}
+
+async function linkEntry(from: Buffer, to: Buffer, stats: LinkTreeStats): Promise<void> {
+  const st = await lstat(from, { bigint: true })
+  const type = Number(st.mode) & fsConstants.S_IFMT
+  if (type === fsConstants.S_IFDIR) {
+    await mkdir(to, { mode: 0o700 })
+    await linkChildren(from, to, stats)
+    // After the children: making them bumps the directory's mtime.
+    await copyMetadata(from, to, st)
+    stats.dirs++
+    return
+  }
+  if (type === fsConstants.S_IFLNK) {
+    await symlink(await readlink(from, { encoding: 'buffer' }), to)
+    await copyMetadata(from, to, st)
+    stats.symlinks++
+    return
+  }
+  try {
+    await link(from, to)
+    stats.links++
+  } catch (err) {
+    if ((err as { code?: unknown }).code !== 'EMLINK' || type !== fsConstants.S_IFREG) throw err
+    await copyFile(from, to, fsConstants.COPYFILE_FICLONE)
+    await copyMetadata(from, to, st)
+    stats.copies++
+  }
+}
+
+/**
+ * Owner, then mode, then xattrs, then times: chown clears setuid/setgid and
+ * `security.capability`, and each step before the last bumps the ctime or mtime.
+ */
+async function copyMetadata(from: Buffer, to: Buffer, st: BigIntStats): Promise<void> {
+  const isLink = (Number(st.mode) & fsConstants.S_IFMT) === fsConstants.S_IFLNK
+  await lchown(to, Number(st.uid), Number(st.gid))
+  if (!isLink) await chmod(to, Number(st.mode) & 0o7777)
+  for (const name of llistxattr(from)) {
+    const value = lgetxattr(from, name)
+    if (value !== null) lsetxattr(to, name, value)
+  }
+  utimensat(to, nsTime(st.atimeNs), nsTime(st.mtimeNs), { noFollow: true })
+}
+
+function nsTime(ns: bigint): { sec: number; nsec: number } {
+  const sec = ns / 1_000_000_000n
+  const nsec = ns % 1_000_000_000n
+  // Times before 1970 are negative: keep 0 ≤ nsec < 1e9, as utimensat requires.
+  if (nsec < 0n) return { sec: Number(sec - 1n), nsec: Number(nsec + 1_000_000_000n) }
+  return { sec: Number(sec), nsec: Number(nsec) }
+}

@@ -1,0 +1,56 @@
+/**
+ * Bind driver feature detection, run once when a driver starts: probe, never assume. The
+ * driver needs what its layers are made of: hard links on the home's filesystem, bind
+ * mounts (CAP_SYS_ADMIN), and read-only remounts of binds that really refuse writes.
+ * Anything missing is `DriverNotSupportedError`, so that selection moves on.
+ */
+import { link, mkdir, rm, stat, writeFile } from 'node:fs/promises'
+import { randomBytes } from 'node:crypto'
+import { dirname, join } from 'node:path'
+import createDebug from 'debug'
+import { DriverNotSupportedError } from '../../graphdriver/index.js'
+import { MNT_DETACH, mount, MS_BIND, MS_RDONLY, MS_REMOUNT, umount } from '../../native/index.js'
+
+const debug = createDebug('layerstore:bind')
+
+/**
+ * Probes `home` (or its parent, if home does not exist yet) in a scratch dir: a hard link,
+ * a bind mount, a read-only remount, and a write through it that must fail with EROFS.
+ * Rejects with `DriverNotSupportedError` naming the step that failed.
+ */
+export async function probeBind(home: string, driverName: string): Promise<void> {
+  const base = await stat(home).then(
+    () => home,
+    () => dirname(home),
+  )
+  const dir = join(base, `bind~probe-${randomBytes(6).toString('hex')}`)
+  const src = join(dir, 'src')
+  const target = join(dir, 'target')
+  let step = 'making a scratch dir'
+  let mounted = false
+  try {
+    await mkdir(src, { recursive: true })
+    await mkdir(target)
+    await writeFile(join(src, 'file'), 'x')
+    step = 'making a hard link'
+    await link(join(src, 'file'), join(src, 'link'))
+    step = 'bind mounting (needs CAP_SYS_ADMIN)'
+    await mount(src, target, null, MS_BIND)
+    mounted = true
+    step = 'remounting a bind read-only'
+    await mount(null, target, null, MS_REMOUNT | MS_BIND | MS_RDONLY)
+    step = 'writing through a read-only bind'
+    const refused = await writeFile(join(target, 'new'), 'x').then(
+      () => false,
+      (err: unknown) => (err as { code?: unknown }).code === 'EROFS',
+    )
+    if (!refused) throw new Error('a write through the read-only bind mount did not fail with EROFS')
+    debug('probe of %s passed', base)
+  } catch (err) {
+    const why = err instanceof Error ? err.message : String(err)
+    throw new DriverNotSupportedError(driverName, `${step} in ${base} failed: ${why}`, { cause: err })
+  } finally {
+    if (mounted) await umount(target, MNT_DETACH).catch(() => undefined)
+    await rm(dir, { recursive: true, force: true }).catch(() => undefined)
+  }
+}

@@ -1,0 +1,130 @@
+/**
+ * Reading and keeping a layer's bookkeeping files (`link`, `lower`, `committed`, the `l/`
+ * links) and the home as a whole: what the driver needs before it can mount or diff a layer,
+ * and the repairs it makes at start.
+ */
+import { lstat, mkdir, readdir, readFile, readlink, rm, stat, symlink, unlink } from 'node:fs/promises'
+import { join } from 'node:path'
+import createDebug from 'debug'
+import { mountPointsUnder } from '../../graphdriver/index.js'
+import { OverlayLayerCorruptError } from './errors.js'
+import type { OverlayLayout } from './layout.js'
+import { parseLink, parseLower, SCRATCH_MARK } from './layout.js'
+
+const debug = createDebug('layerstore:overlay')
+
+// Scratch dirs older than this are a crashed process's leftovers, never a live create.
+const STALE_SCRATCH_MS = 10 * 60 * 1000
+
+/** What the driver reads from a layer's dir to mount or diff it. */
+export interface OverlayLayerInfo {
+  /** The layer's own link id. */
+  readonly link: string
+  /** Its `lower` entries (`l/<link>`), top first; empty for a base layer. */
+  readonly lowers: readonly string[]
+  /** The `committed` marker exists: mount read-only. */
+  readonly committed: boolean
+}
+
+/**
+ * Reads a layer's `link`, `lower` and `committed`. `OverlayLayerCorruptError` when `link`
+ * or `lower` is empty or malformed (a crash before moby's atomic writes; moby/moby#46498).
+ */
+export async function readLayerInfo(layout: OverlayLayout, id: string): Promise<OverlayLayerInfo> {
+  const linkFile = layout.linkFile(id)
+  const lowerFile = layout.lowerFile(id)
+  const [linkText, lowerText, committed] = await Promise.all([
+    readFile(linkFile, 'utf8').catch((err: unknown) => {
+      throw new OverlayLayerCorruptError(id, linkFile, 'cannot read the link file', { cause: err })
+    }),
+    readFile(lowerFile, 'utf8').catch((err: unknown) => {
+      if (hasErrno(err, 'ENOENT')) return null // a base layer
+      throw err
+    }),
+    stat(layout.committedFile(id)).then(
+      () => true,
+      () => false,
+    ),
+  ])
+  const link = parseLink(linkText)
+  if (link === null) throw new OverlayLayerCorruptError(id, linkFile, `not a link id: ${JSON.stringify(linkText)}`)
+  const lowers = lowerText === null ? [] : parseLower(lowerText)
+  if (lowers === null) throw new OverlayLayerCorruptError(id, lowerFile, `malformed: ${JSON.stringify(lowerText?.slice(0, 80))}`)
+  return { link, lowers, committed }
+}
+
+/** The absolute diff dirs of a layer's lowers (each `l/` link resolved), top first. */
+export async function resolveLowerDirs(layout: OverlayLayout, info: OverlayLayerInfo): Promise<string[]> {
+  return Promise.all(
+    info.lowers.map(async (entry) => join(layout.linkDir, await readlink(layout.resolveEntry(entry)))),
+  )
+}
+
+/**
+ * Creates the home's skeleton (`l/`), sweeps scratch dirs a crashed process left, and
+ * re-creates `l/` links that are missing (moby/moby#46498: a lost link made every mount of
+ * every child fail with ELOOP). Idempotent; O(layers).
+ */
+export async function maintainHome(layout: OverlayLayout): Promise<void> {
+  await mkdir(layout.home, { recursive: true, mode: 0o710 })
+  await mkdir(layout.linkDir, { recursive: true, mode: 0o700 })
+  const now = Date.now()
+  for (const entry of await readdir(layout.home, { withFileTypes: true })) {
+    if (!entry.isDirectory() || entry.name === 'l') continue
+    const path = join(layout.home, entry.name)
+    if (entry.name.includes(SCRATCH_MARK)) {
+      const removing = entry.name.includes(`${SCRATCH_MARK}removing-`)
+      const old = now - (await stat(path)).mtimeMs > STALE_SCRATCH_MS
+      if ((removing || old) && (await mountPointsUnder(path)).length === 0) {
+        debug('sweeping scratch dir %s', path)
+        await rm(path, { recursive: true, force: true })
+      }
+      continue
+    }
+    await repairLink(layout, entry.name)
+  }
+}
+
+// Re-creates `l/<link>` for a layer whose link file is sound but whose link is missing.
+async function repairLink(layout: OverlayLayout, id: string): Promise<void> {
+  const text = await readFile(layout.linkFile(id), 'utf8').catch(() => null)
+  const link = text === null ? null : parseLink(text)
+  if (link === null) return // not a layer of ours, or damaged: reported when used
+  const path = layout.linkPath(link)
+  try {
+    await lstat(path)
+  } catch (err) {
+    if (!hasErrno(err, 'ENOENT')) throw err
+    debug('re-creating missing link %s for layer %s', link, id)
+    await symlink(`../${id}/diff`, path)
+  }
+}
+
+/**
+ * Removes `l/<link>` only if it points at layer `id`, so that a damaged `link` file of one
+ * layer can never unlink another layer's link.
+ */
+export async function unlinkIfOurs(layout: OverlayLayout, link: string, id: string): Promise<void> {
+  const path = layout.linkPath(link)
+  const target = await readlink(path).catch(() => null)
+  if (target === `../${id}/diff`) await unlink(path).catch(() => undefined)
+}
+
+/** True if `home` holds at least one overlay layer (a dir with a `link` file). */
+export async function overlayHoldsLayers(home: string): Promise<boolean> {
+  let names: string[]
+  try {
+    names = await readdir(home)
+  } catch (err) {
+    return !hasErrno(err, 'ENOENT')
+  }
+  for (const name of names) {
+    if (name === 'l' || name.includes(SCRATCH_MARK)) continue
+    if (await stat(join(home, name, 'link')).then(() => true, () => false)) return true
+  }
+  return false
+}
+
+function hasErrno(err: unknown, code: string): boolean {
+  return (err as { code?: unknown } | null)?.code === code
+}

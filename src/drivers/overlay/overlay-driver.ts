@@ -1,0 +1,370 @@
+/**
+ * The overlay driver: kernel overlayfs on a layout compatible with Docker's overlay2 (see
+ * layout.ts). A layer stores only its own changes in `diff/`; `get` stacks the layer's
+ * `diff/` on its ancestors' through one overlay mount, planned by mount-plan.ts and performed
+ * by mounts.ts. Diffs are native (overlay-diff.ts): the upper dir is the record of changes.
+ *
+ * Read-only and read-write views:
+ * - a layer made with `create` (an image layer) gets the `committed` marker at once, and so
+ *   does a parent when a child is created on it (moby's rule, moby/moby#39663: a dir must
+ *   never be the upper of one mount and a lower of another). A committed layer is mounted
+ *   without an upper: its `diff/` becomes the top lower, and every write fails with EROFS;
+ * - a layer made with `createReadWrite` is mounted with `diff/` as the upper and `work/`;
+ * - a base layer (no parent) cannot be an overlay on its own (overlayfs needs an upper or two
+ *   lowers): its view is a bind mount of `diff/`, read-only (bind, then remount) if committed.
+ * `get(id, { writable: true })` mounts the read-write way whatever the marker says. The first
+ * `get` decides the view; later ones share it until the last `put`.
+ */
+import { mkdir, readdir, readFile, rename, rm, rmdir, stat, symlink, unlink, writeFile } from 'node:fs/promises'
+import { join, resolve } from 'node:path'
+import createDebug from 'debug'
+import type { Readable } from 'node:stream'
+import type { Change } from '../../archive/index.js'
+import type {
+  CreateOptions,
+  DiffGetterDriver,
+  DriverCapabilities,
+  DriverLayerID,
+  DriverStatus,
+  GetOptions,
+} from '../../graphdriver/index.js'
+import {
+  assertLayerID,
+  InvalidDriverOptionError,
+  LayerExistsError,
+  LayerInUseError,
+  LayerNotFoundError,
+  LayerNotMountedError,
+  mountPointsUnder,
+  MountCounter,
+  naiveDiff,
+} from '../../graphdriver/index.js'
+import { hasCode } from '../../errors.js'
+import { RelativeMounter } from '../../native/index.js'
+import type { FileGetter, TarMember } from '../../tarsplit/index.js'
+import { OverlayLayerCorruptError, OverlayMaxDepthError, OverlayMountError, OverlayMountTooLongError } from './errors.js'
+import { OverlayDiff } from './overlay-diff.js'
+import type { OverlayLayerInfo } from './layer-files.js'
+import { maintainHome, readLayerInfo, resolveLowerDirs, unlinkIfOurs } from './layer-files.js'
+import { formatLower, generateLinkID, lowerEntry, OverlayLayout, parseLink, SCRATCH_MARK, scratchName } from './layout.js'
+import type { OverlayMountPlan } from './mount-plan.js'
+import { planOverlayMount } from './mount-plan.js'
+import { isLayerMounted, performMountPlan, unmountTarget } from './mounts.js'
+import type { OverlayFeatures } from './probe.js'
+
+const debug = createDebug('layerstore:overlay')
+
+/** The driver's registered name (its home is `<root>/overlay`). */
+export const OVERLAY_DRIVER_NAME = 'overlay'
+
+/**
+ * The most lower dirs one layer may stack (moby's overlay2 `maxDepth`): 128 relative short
+ * links still fit one mount(2) page, leaving room for the upper, work and label options.
+ */
+export const MAX_LOWERS = 128
+
+/** Options of {@link OverlayDriver}; the factory (index.ts) probes the features. */
+export interface OverlayDriverOptions {
+  /** The driver's home, `<root>/overlay`. */
+  readonly home: string
+  /** What `probeOverlay` found. */
+  readonly features: OverlayFeatures
+}
+
+/** See the module doc. Its diff half is overlay-diff.ts. */
+export class OverlayDriver implements DiffGetterDriver {
+  readonly name = OVERLAY_DRIVER_NAME
+  readonly home: string
+  readonly capabilities: DriverCapabilities
+  /** Paths of this home. */
+  readonly layout: OverlayLayout
+  /** What the probes found. */
+  readonly features: OverlayFeatures
+  readonly #counter = new MountCounter({ isMounted: (p) => isLayerMounted(p) })
+  readonly #diff: OverlayDiff
+  /** Mounts with paths relative to home (the short-link fallback); its thread starts on first use. */
+  readonly #mounter: RelativeMounter
+
+  constructor(options: OverlayDriverOptions) {
+    this.home = options.home
+    this.layout = new OverlayLayout(options.home)
+    this.features = options.features
+    this.capabilities = Object.freeze({
+      readOnlyLayers: true,
+      nativeDiff: true,
+      mounts: true,
+      preservesMetadata: true,
+      maxDepth: MAX_LOWERS,
+    })
+    this.#diff = new OverlayDiff(this, naiveDiff(this))
+    // The mounter wants an absolute directory; the contract does not promise one.
+    this.#mounter = new RelativeMounter(resolve(options.home))
+  }
+
+  /**
+   * Creates the home's skeleton (`l/`), sweeps scratch dirs a crashed process left, and
+   * re-creates `l/` links that are missing (moby/moby#46498: a lost link made every mount
+   * of every child fail with ELOOP). Idempotent; O(layers).
+   */
+  async init(): Promise<void> {
+    await maintainHome(this.layout)
+  }
+
+  /** Makes an empty read-only layer; see `ProtoDriver.create`. Refuses every storage option. */
+  async create(id: DriverLayerID, parent: DriverLayerID | null, options?: CreateOptions): Promise<void> {
+    const key = Object.keys(options?.storageOpt ?? {})[0]
+    if (key !== undefined) throw new InvalidDriverOptionError(this.name, key, 'storage options apply to read-write layers only')
+    await this.#create(id, parent, true)
+  }
+
+  /** Makes an empty read-write layer; see `ProtoDriver.createReadWrite`. */
+  async createReadWrite(id: DriverLayerID, parent: DriverLayerID | null, options?: CreateOptions): Promise<void> {
+    const key = Object.keys(options?.storageOpt ?? {})[0]
+    if (key !== undefined) {
+      throw new InvalidDriverOptionError(this.name, key, 'not supported by overlay (size needs XFS project quotas)')
+    }
+    await this.#create(id, parent, false)
+  }
+
+  async #create(id: string, parent: string | null, readOnly: boolean): Promise<void> {
+    assertLayerID(this.name, id)
+    if (parent !== null) assertLayerID(this.name, parent)
+    const [taken, parentInfo] = await Promise.all([
+      this.exists(id),
+      parent === null ? null : this.exists(parent).then((found) => (found ? this.layerInfo(parent) : undefined)),
+    ])
+    if (taken) throw new LayerExistsError(this.name, id)
+    let lowers: string[] = []
+    if (parent !== null) {
+      if (!parentInfo) throw new LayerNotFoundError(this.name, parent, 'parent')
+      lowers = [lowerEntry(parentInfo.link), ...parentInfo.lowers]
+      if (lowers.length > MAX_LOWERS) throw new OverlayMaxDepthError(id, parent, lowers.length, MAX_LOWERS)
+    }
+    // Built under a scratch name and renamed into place last, so `<id>/` is never seen half
+    // made; the `l/` link is made before the rename and dangles until then.
+    const tmp = join(this.home, scratchName(id, 'creating'))
+    const link = generateLinkID()
+    const linkPath = this.layout.linkPath(link)
+    let linked = false
+    try {
+      await mkdir(tmp, { mode: 0o710 })
+      // Independent steps run together: a create is a dozen small syscalls, and their thread
+      // pool round trips, not the kernel, are most of its time.
+      await settleAll([
+        mkdir(join(tmp, 'diff'), { mode: 0o755 }),
+        writeFile(join(tmp, 'link'), link, { mode: 0o644 }),
+        ...(parent === null
+          ? []
+          : [
+              mkdir(join(tmp, 'work'), { mode: 0o700 }),
+              writeFile(join(tmp, 'lower'), formatLower(lowers), { mode: 0o644 }),
+              // From now on the parent is only ever a lower (see the module doc).
+              writeFile(this.layout.committedFile(parent), '', { mode: 0o600 }),
+            ]),
+        ...(readOnly ? [writeFile(join(tmp, 'committed'), '', { mode: 0o600 })] : []),
+      ])
+      await symlink(`../${id}/diff`, linkPath)
+      linked = true
+      await rename(tmp, this.layout.layerDir(id))
+    } catch (err) {
+      if (linked) await unlink(linkPath).catch(() => undefined)
+      await rm(tmp, { recursive: true, force: true })
+      if (hasErrno(err, 'ENOTEMPTY') || hasErrno(err, 'EEXIST')) throw new LayerExistsError(this.name, id, { cause: err })
+      throw err
+    }
+    debug('created %s layer %s (parent %s, %d lowers)', readOnly ? 'ro' : 'rw', id, parent ?? '-', lowers.length)
+  }
+
+  /** Deletes the layer; see `ProtoDriver.remove`. A missing layer is not an error. */
+  async remove(id: DriverLayerID): Promise<void> {
+    assertLayerID(this.name, id)
+    const merged = this.layout.mergedDir(id)
+    const holders = this.#counter.count(merged)
+    if (holders > 0) throw new LayerInUseError(this.name, id, holders, merged)
+    if (await isLayerMounted(merged)) throw new LayerInUseError(this.name, id, 0, merged)
+    const link = await readFile(this.layout.linkFile(id), 'utf8').then(parseLink, () => null)
+    // Rename first: a crash during the deletion leaves a scratch dir that init sweeps, never
+    // a half-deleted layer that still looks like one.
+    const doomed = join(this.home, scratchName(id, 'removing'))
+    try {
+      await rename(this.layout.layerDir(id), doomed)
+    } catch (err) {
+      if (hasErrno(err, 'ENOENT')) return
+      throw err
+    }
+    if (link !== null) await unlinkIfOurs(this.layout, link, id)
+    await rm(doomed, { recursive: true, force: true })
+    debug('removed layer %s', id)
+  }
+
+  /** Mounts (or shares the mount of) the layer's view; see `ProtoDriver.get`. */
+  async get(id: DriverLayerID, options?: GetOptions): Promise<string> {
+    assertLayerID(this.name, id)
+    if (!(await this.exists(id))) throw new LayerNotFoundError(this.name, id)
+    const merged = this.layout.mergedDir(id)
+    await this.#counter.acquire(merged, async () => {
+      const plan = await this.planMount(id, options)
+      await mkdir(merged, { mode: 0o700 }).catch((err: unknown) => {
+        if (!hasErrno(err, 'EEXIST')) throw err
+      })
+      try {
+        await performMountPlan(plan, this.#mounter)
+      } catch (err) {
+        await rmdir(merged).catch(() => undefined)
+        await this.#explainMountFailure(id, err)
+        throw new OverlayMountError(id, merged, `mount (${plan.method})`, { cause: err })
+      }
+    })
+    return merged
+  }
+
+  /** Releases one `get`; the last one unmounts. See `ProtoDriver.put`. */
+  async put(id: DriverLayerID): Promise<void> {
+    assertLayerID(this.name, id)
+    const merged = this.layout.mergedDir(id)
+    try {
+      await this.#counter.release(merged, async () => {
+        try {
+          await unmountTarget(merged)
+        } catch (err) {
+          throw new OverlayMountError(id, merged, 'unmount', { cause: err })
+        }
+      })
+    } catch (err) {
+      if (hasCode(err, 'ERR_MOUNT_NOT_HELD')) throw new LayerNotMountedError(this.name, id)
+      throw err
+    }
+  }
+
+  /** True if the layer's dir exists. */
+  async exists(id: DriverLayerID): Promise<boolean> {
+    assertLayerID(this.name, id)
+    try {
+      return (await stat(this.layout.layerDir(id))).isDirectory()
+    } catch {
+      return false
+    }
+  }
+
+  /** Backing filesystem, mount interface and options, layer count. */
+  async status(): Promise<DriverStatus> {
+    const entries = await readdir(this.home).catch(() => [] as string[])
+    const layers = entries.filter((n) => n !== 'l' && !n.includes(SCRATCH_MARK)).length
+    return [
+      ['Backing Filesystem', this.features.backingFs],
+      ['Supports d_type', 'not probed'],
+      ['Native Overlay Diff', 'true'],
+      ['Mount API', this.features.api === 'lowerdir+' ? 'fsconfig lowerdir+' : 'mount(2) with short links'],
+      ['Mount Options', this.features.options.join(',') || '(none)'],
+      ['Layers', String(layers)],
+    ]
+  }
+
+  /** moby's overlay2 metadata: `WorkDir`, `MergedDir`, `UpperDir`, and `LowerDir` if any. */
+  async getMetadata(id: DriverLayerID): Promise<Readonly<Record<string, string>>> {
+    if (!(await this.exists(id))) throw new LayerNotFoundError(this.name, id)
+    const info = await this.layerInfo(id)
+    const meta: Record<string, string> = {
+      WorkDir: this.layout.workDir(id),
+      MergedDir: this.layout.mergedDir(id),
+      UpperDir: this.layout.diffDir(id),
+    }
+    if (info.lowers.length > 0) meta.LowerDir = (await this.lowerDirs(info)).join(':')
+    return meta
+  }
+
+  /**
+   * Unmounts every layer view under home, ours and any a crashed process left, forgets all
+   * counts and ends the relative mounter's thread. Layers stay. A second call finds nothing to do.
+   */
+  async cleanup(): Promise<void> {
+    for (const path of this.#counter.paths()) await this.#counter.releaseAll(path, () => unmountTarget(path))
+    for (const point of await mountPointsUnder(this.home)) {
+      if (point.endsWith('/merged')) await unmountTarget(point)
+    }
+    // Its cwd holds home busy; a later get starts a new one.
+    await this.#mounter.close()
+  }
+
+  /** Extracts a layer tar into the layer (native into `diff/` on its own parent). */
+  applyDiff(id: DriverLayerID, parent: DriverLayerID | null, members: AsyncIterable<TarMember>): Promise<number> {
+    return this.#diff.applyDiff(id, parent, members)
+  }
+
+  /** The changes from `parent` (native from the upper dir on its own parent). */
+  changes(id: DriverLayerID, parent: DriverLayerID | null): Promise<Change[]> {
+    return this.#diff.changes(id, parent)
+  }
+
+  /** A tar of the changes from `parent` (native from the upper dir on its own parent). */
+  diff(id: DriverLayerID, parent: DriverLayerID | null): Promise<Readable> {
+    return this.#diff.diff(id, parent)
+  }
+
+  /** The bytes of the changes from `parent`. */
+  diffSize(id: DriverLayerID, parent: DriverLayerID | null): Promise<number> {
+    return this.#diff.diffSize(id, parent)
+  }
+
+  /** Reads the layer's own files from `diff/` by member name, without mounting. */
+  diffGetter(id: DriverLayerID): Promise<{ readonly getter: FileGetter; close(): Promise<void> }> {
+    return this.#diff.diffGetter(id)
+  }
+
+  /**
+   * Reads a layer's `link`, `lower` and `committed`. `OverlayLayerCorruptError` when `link`
+   * or `lower` is empty or malformed (a crash before moby's atomic writes; moby/moby#46498).
+   */
+  layerInfo(id: string): Promise<OverlayLayerInfo> {
+    return readLayerInfo(this.layout, id)
+  }
+
+  /** The absolute diff dirs of a layer's lowers (each `l/` link resolved), top first. */
+  lowerDirs(info: OverlayLayerInfo): Promise<string[]> {
+    return resolveLowerDirs(this.layout, info)
+  }
+
+  /** How `get` would mount layer `id` now (exposed for tests and `layerctl inspect`). */
+  async planMount(id: string, options?: GetOptions): Promise<OverlayMountPlan> {
+    const info = await this.layerInfo(id)
+    const plan = planOverlayMount({
+      home: this.home,
+      id,
+      link: info.link,
+      lowers: info.lowers,
+      readOnly: info.committed && !options?.writable,
+      options: this.features.options,
+      api: this.features.api,
+      ...(options?.mountLabel ? { mountLabel: options.mountLabel } : {}),
+    })
+    if (plan.method === 'too-long') throw new OverlayMountTooLongError(id, plan.length, plan.limit)
+    return plan
+  }
+
+  // After a failed mount: a lower whose `l/` link is gone is the likely cause (the kernel only
+  // says ENOENT or ELOOP); name it instead.
+  async #explainMountFailure(id: string, cause: unknown): Promise<void> {
+    const info = await this.layerInfo(id).catch(() => null)
+    if (!info) return
+    for (const entry of [lowerEntry(info.link), ...info.lowers]) {
+      const path = this.layout.resolveEntry(entry)
+      const ok = await stat(path).then(
+        (st) => st.isDirectory(),
+        () => false,
+      )
+      if (!ok) throw new OverlayLayerCorruptError(id, path, 'a lower layer link is missing or dangling', { cause })
+    }
+  }
+
+}
+
+/** Waits for every promise to settle, then rejects with the first failure, if any. */
+async function settleAll(promises: readonly Promise<unknown>[]): Promise<void> {
+  const results = await Promise.allSettled(promises)
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected')
+  if (failed) throw failed.reason
+}
+
+function hasErrno(err: unknown, code: string): boolean {
+  return (err as { code?: unknown } | null)?.code === code
+}

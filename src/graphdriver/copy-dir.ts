@@ -1,0 +1,308 @@
+/**
+ * `copyDir`: the tree copier the copying drivers share (vfs starts every child layer as a copy
+ * of its parent; bind starts read-write layers so). A copy keeps everything a layer can carry:
+ * owners, modes (setuid/setgid/sticky), nanosecond times, every xattr (moby copies only
+ * `security.capability`, losing `user.*` and `trusted.*`), device nodes, FIFOs, sockets,
+ * symlinks, hard links within the tree, sparse holes and non-UTF-8 names (paths stay Buffers
+ * throughout).
+ *
+ * File content goes by reflink (`FICLONE`: instant and shared on btrfs/xfs), else by
+ * `copy_file_range` (in-kernel, no user-space buffers), else by a plain read/write loop. The
+ * first failure of a method disables it for the rest of the copy, as moby does, so an ext4
+ * tree does not pay a failing ioctl per file. A sparse source skips `copy_file_range`, which
+ * would fill its holes; the plain loop keeps holes by not writing zero blocks.
+ *
+ * Speed: the walk and the per-entry metadata calls are synchronous, and so is the content of
+ * small files once reflinks are known not to work. An async fs call costs a thread-pool hop
+ * (~10–20 µs) and an async native call a worker round trip, against ~1–5 µs for the same call
+ * made directly; a copy makes about ten such calls per entry. On a 5,300-file Debian tree the
+ * all-async version took 8–15 s where `cp -a` took 0.5–0.7 s. To keep the event loop
+ * responsive the copy yields to it every {@link YIELD_EVERY} entries, and files above
+ * {@link SYNC_COPY_MAX} are copied with async calls.
+ */
+import {
+  chmodSync,
+  closeSync,
+  constants as fsConstants,
+  linkSync,
+  lchownSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readlinkSync,
+  readSync,
+  symlinkSync,
+  ftruncateSync,
+  writeSync,
+} from 'node:fs'
+import type { BigIntStats } from 'node:fs'
+import { open } from 'node:fs/promises'
+import type { FileHandle } from 'node:fs/promises'
+import { setImmediate as yieldToLoop } from 'node:timers/promises'
+import createDebug from 'debug'
+import { copyFileRange, devMajor, devMinor, ficlone, lgetxattr, llistxattr, lsetxattr, mknod, utimensat } from '../native/index.js'
+
+const debug = createDebug('layerstore:graphdriver')
+
+const SLASH = Buffer.from('/')
+const CHUNK = 1024 * 1024
+/** Files up to this size are copied with blocking reads and writes (see the module doc). */
+export const SYNC_COPY_MAX = 256 * 1024
+/** Entries copied between two yields to the event loop. */
+export const YIELD_EVERY = 256
+// Holes are found at this granularity: the usual filesystem block size.
+const HOLE_BLOCK = 4096
+const ZERO_BLOCK = Buffer.alloc(HOLE_BLOCK)
+const CREATE_FLAGS = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW
+
+/** How the file contents of one copy were made (for tests and the debug log). */
+export interface CopyStats {
+  files: number
+  reflinked: number
+  rangeCopied: number
+  plainCopied: number
+  hardlinks: number
+}
+
+/** Options of {@link copyDir}. */
+export interface CopyDirOptions {
+  /** Try FICLONE first. Default true. */
+  readonly reflink?: boolean
+  /** Try copy_file_range before a plain copy. Default true. */
+  readonly copyFileRange?: boolean
+}
+
+interface CopyState {
+  clone: boolean
+  range: boolean
+  /** (dev:ino) of a multiply-linked source inode → the path of its first copy. */
+  readonly links: Map<string, Buffer>
+  readonly stats: CopyStats
+  entries: number
+  readonly buf: Buffer
+}
+
+/**
+ * Copies the tree at `src` into the existing empty directory `dst` (whose own owner, mode,
+ * xattrs and times become `src`'s). Fails on the first error, leaving a partial tree the
+ * caller removes. Cost: O(files + bytes) without reflink; O(files) with it.
+ */
+export async function copyDir(src: string | Buffer, dst: string | Buffer, options: CopyDirOptions = {}): Promise<CopyStats> {
+  const state: CopyState = {
+    clone: options.reflink ?? true,
+    range: options.copyFileRange ?? true,
+    links: new Map(),
+    stats: { files: 0, reflinked: 0, rangeCopied: 0, plainCopied: 0, hardlinks: 0 },
+    entries: 0,
+    buf: Buffer.allocUnsafe(CHUNK),
+  }
+  const s = toBuffer(src)
+  const d = toBuffer(dst)
+  await copyChildren(s, d, state)
+  copyMetadata(s, d, lstatSync(s, { bigint: true }))
+  debug('copied %s: %o', s.toString(), state.stats)
+  return state.stats
+}
+
+async function copyChildren(srcDir: Buffer, dstDir: Buffer, state: CopyState): Promise<void> {
+  for (const name of readdirSync(srcDir, { encoding: 'buffer' })) {
+    await copyEntry(Buffer.concat([srcDir, SLASH, name]), Buffer.concat([dstDir, SLASH, name]), state)
+    if (++state.entries % YIELD_EVERY === 0) await yieldToLoop()
+  }
+}
+
+async function copyEntry(from: Buffer, to: Buffer, state: CopyState): Promise<void> {
+  const st = lstatSync(from, { bigint: true })
+  const type = Number(st.mode) & fsConstants.S_IFMT
+  if (type === fsConstants.S_IFDIR) {
+    mkdirSync(to, { mode: 0o700 })
+    await copyChildren(from, to, state)
+    // After the children: creating them would bump the directory's mtime again.
+    copyMetadata(from, to, st)
+    return
+  }
+  if (st.nlink > 1n) {
+    const key = `${st.dev}:${st.ino}`
+    const first = state.links.get(key)
+    if (first) {
+      linkSync(first, to)
+      state.stats.hardlinks++
+      return
+    }
+    state.links.set(key, to)
+  }
+  switch (type) {
+    case fsConstants.S_IFREG:
+      await copyFile(from, to, st, state)
+      break
+    case fsConstants.S_IFLNK:
+      symlinkSync(readlinkSync(from, { encoding: 'buffer' }), to)
+      break
+    case fsConstants.S_IFCHR:
+    case fsConstants.S_IFBLK:
+      mknod(to, Number(st.mode), devMajor(st.rdev), devMinor(st.rdev))
+      break
+    case fsConstants.S_IFIFO:
+    case fsConstants.S_IFSOCK:
+      // A socket node is only a name (no listener survives a copy); keeping its type keeps
+      // the trees equal, where moby turns it into a FIFO.
+      mknod(to, Number(st.mode), 0, 0)
+      break
+    default:
+      throw new Error(`unknown file type 0o${type.toString(8)} at ${from.toString()}`)
+  }
+  copyMetadata(from, to, st)
+}
+
+async function copyFile(from: Buffer, to: Buffer, st: BigIntStats, state: CopyState): Promise<void> {
+  state.stats.files++
+  const size = Number(st.size)
+  // Allocated bytes below the size mean holes, which copy_file_range would fill in.
+  const sparse = Number(st.blocks) * 512 < size
+  if (size === 0 || (!state.clone && size <= SYNC_COPY_MAX)) {
+    copySmallFile(from, to, size, sparse, state)
+    return
+  }
+  const src = await open(from, 'r')
+  try {
+    const dst = await open(to, CREATE_FLAGS, 0o600)
+    try {
+      if (state.clone) {
+        try {
+          await ficlone(dst.fd, src.fd)
+          state.stats.reflinked++
+          return
+        } catch (err) {
+          state.clone = false
+          if (errCode(err) === 'EXDEV') state.range = false
+          debug('reflink disabled: %s', errCode(err) ?? err)
+        }
+      }
+      let done = 0
+      if (state.range && !sparse) {
+        done = await rangeCopy(src, dst, size, state)
+        if (done >= size) {
+          state.stats.rangeCopied++
+          return
+        }
+      }
+      await plainCopy(src, dst, done, size, sparse, state.buf)
+      state.stats.plainCopied++
+    } finally {
+      await dst.close()
+    }
+  } finally {
+    await src.close()
+  }
+}
+
+function copySmallFile(from: Buffer, to: Buffer, size: number, sparse: boolean, state: CopyState): void {
+  const src = openSync(from, 'r')
+  try {
+    const dst = openSync(to, CREATE_FLAGS, 0o600)
+    try {
+      let pos = 0
+      while (pos < size) {
+        const n = readSync(src, state.buf, 0, Math.min(CHUNK, size - pos), pos)
+        if (n === 0) break
+        const data = state.buf.subarray(0, n)
+        for (const [start, end] of sparse ? dataRuns(data) : [[0, n] as const]) {
+          let off = start
+          while (off < end) off += writeSync(dst, data, off, end - off, pos + off)
+        }
+        pos += n
+      }
+      if (sparse) ftruncateSync(dst, size)
+      if (size > 0) state.stats.plainCopied++
+    } finally {
+      closeSync(dst)
+    }
+  } finally {
+    closeSync(src)
+  }
+}
+
+/** Copies with copy_file_range from offset 0; returns how far it got (all, or where it stopped). */
+async function rangeCopy(src: FileHandle, dst: FileHandle, size: number, state: CopyState): Promise<number> {
+  let done = 0
+  while (done < size) {
+    let n: number
+    try {
+      n = await copyFileRange(src.fd, done, dst.fd, done, Math.min(size - done, 1 << 30))
+    } catch (err) {
+      // EXDEV, ENOSYS, EOPNOTSUPP, EINVAL: this filesystem pair cannot; fall back for good.
+      state.range = false
+      debug('copy_file_range disabled: %s', errCode(err) ?? err)
+      return done
+    }
+    if (n === 0) break // the source shrank under us; the plain loop finds the same end
+    done += n
+  }
+  return done
+}
+
+async function plainCopy(src: FileHandle, dst: FileHandle, from: number, size: number, sparse: boolean, buf: Buffer): Promise<void> {
+  let pos = from
+  while (pos < size) {
+    const { bytesRead } = await src.read(buf, 0, Math.min(CHUNK, size - pos), pos)
+    if (bytesRead === 0) break
+    const data = buf.subarray(0, bytesRead)
+    for (const [start, end] of sparse ? dataRuns(data) : [[0, bytesRead] as const]) {
+      let off = start
+      while (off < end) off += (await dst.write(data, off, end - off, pos + off)).bytesWritten
+    }
+    pos += bytesRead
+  }
+  // Trailing holes are never written, so the size comes from truncate.
+  if (sparse) await dst.truncate(size)
+}
+
+/** The [start, end) runs of `data` that are not whole zero blocks. */
+function dataRuns(data: Buffer): Array<readonly [number, number]> {
+  const runs: Array<readonly [number, number]> = []
+  let start = -1
+  for (let off = 0; off < data.length; off += HOLE_BLOCK) {
+    const block = data.subarray(off, off + HOLE_BLOCK)
+    const zero = block.equals(ZERO_BLOCK.subarray(0, block.length))
+    if (!zero && start < 0) start = off
+    if (zero && start >= 0) {
+      runs.push([start, off])
+      start = -1
+    }
+  }
+  if (start >= 0) runs.push([start, data.length])
+  return runs
+}
+
+/**
+ * Owner, then mode, then xattrs, then times: chown clears setuid/setgid and
+ * `security.capability`, and every other step would bump the times.
+ */
+function copyMetadata(from: Buffer, to: Buffer, st: BigIntStats): void {
+  const isLink = (Number(st.mode) & fsConstants.S_IFMT) === fsConstants.S_IFLNK
+  lchownSync(to, Number(st.uid), Number(st.gid))
+  if (!isLink) chmodSync(to, Number(st.mode) & 0o7777)
+  for (const name of llistxattr(from)) {
+    const value = lgetxattr(from, name)
+    if (value !== null) lsetxattr(to, name, value)
+  }
+  utimensat(to, nsTime(st.atimeNs), nsTime(st.mtimeNs), { noFollow: true })
+}
+
+function nsTime(ns: bigint): { sec: number; nsec: number } {
+  const sec = ns / 1_000_000_000n
+  const nsec = ns % 1_000_000_000n
+  // Times before 1970 are negative: keep 0 ≤ nsec < 1e9 as utimensat requires.
+  if (nsec < 0n) return { sec: Number(sec - 1n), nsec: Number(nsec + 1_000_000_000n) }
+  return { sec: Number(sec), nsec: Number(nsec) }
+}
+
+function toBuffer(p: string | Buffer): Buffer {
+  return typeof p === 'string' ? Buffer.from(p) : p
+}
+
+function errCode(err: unknown): string | undefined {
+  const code = (err as { code?: unknown }).code
+  return typeof code === 'string' ? code : undefined
+}

@@ -1,0 +1,18 @@
+/**
+ * Layer id validation, shared by every driver: an id becomes a path component under the
+ * driver's home, so anything but a plain name is refused before it reaches the filesystem.
+ */
+import { InvalidLayerIDError } from './errors.js'
+
+// Cache IDs are 64 hex chars; moby's drivers also accept `<id>-init`. 255 is NAME_MAX.
+const LAYER_ID = /^[0-9A-Za-z_.-]{1,255}$/
+
+/** True if `id` is usable as a layer id: `[0-9A-Za-z_.-]{1,255}`, not `.` or `..`. */
+export function isValidLayerID(id: string): boolean {
+  return LAYER_ID.test(id) && id !== '.' && id !== '..'
+}
+
+/** Throws `InvalidLayerIDError` (naming `driver`) unless `id` is a valid layer id. */
+export function assertLayerID(driver: string, id: string): void {
+  if (!isValidLayerID(id)) throw new InvalidLayerIDError(driver, id)
+}
