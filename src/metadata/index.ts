@@ -1,7 +1,8 @@
 /**
  * The metadata module: moby's layerdb (transactions, atomic writes, orphan detection) and the
- * store lock. The only module that knows layerdb paths. Internal helpers (durable-fs, owner
- * tokens, the scan functions) stay private; the store's methods are the way in.
+ * store lock. The only module that knows layerdb paths. Internal helpers (durable-fs, the
+ * scan functions) stay private; the store's methods are the way in. Owner tokens are public:
+ * the layer store ties its session references to one, so a dead process's are found.
  */
 export * from './errors.js'
 export * from './ids.js'
@@ -15,3 +16,4 @@ export { isCleanReport } from './orphans.js'
 export type { BrokenLayer, CleanupResult, OrphanMount, OrphanRemoval, OrphanReport, OrphanWriteSet } from './orphans.js'
 export * from './file-store.js'
 export * from './store-lock.js'
+export { OwnerProbe, OwnerToken } from './owner.js'

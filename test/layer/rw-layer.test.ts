@@ -1,0 +1,111 @@
+/**
+ * RW layers beyond moby's tests: mount counts shared by store instances (as by processes),
+ * a mount left for another instance to unmount (`close({ keepMounts })`, what `layerctl
+ * mount` does), handles across instances, and the typed misuse errors.
+ */
+import { readFile, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { isMountPoint } from '../../src/native/index.js'
+import type { LayerStore } from '../../src/layer/index.js'
+import { driverNames, makeTar, openStore, tempRoot } from './helpers.js'
+
+const isRoot = process.getuid?.() === 0
+if (!isRoot) console.warn('RW layer tests skipped: they need root (drivers mount)')
+
+describe.skipIf(!isRoot).each(driverNames())('RW layers on %s', (driverName) => {
+  let root: string
+  let removeRoot: () => Promise<void>
+  let store: LayerStore
+
+  beforeEach(async () => {
+    const t = await tempRoot()
+    root = t.dir
+    removeRoot = t.remove
+    store = await openStore(root, driverName)
+  })
+
+  afterEach(async () => {
+    await store.close().catch(() => undefined)
+    await removeRoot()
+  })
+
+  it('keeps a mount for another instance to unmount, counted across instances', async () => {
+    const base = await store.register(await makeTar([{ name: 'base.txt', content: 'base' }]), null, { holder: 'img' })
+    const rw = await store.createRWLayer('ctr', base.chainID)
+    const path = await rw.mount()
+    await writeFile(join(path, 'written.txt'), 'from the first instance')
+    const mountedByDriver = await isMountPoint(path)
+    await store.close({ keepMounts: true })
+
+    store = await openStore(root, driverName)
+    const again = await store.getRWLayer('ctr')
+    await expect(store.releaseRWLayer(again)).rejects.toMatchObject({ code: 'ERR_RW_LAYER_MOUNTED', kind: 'conflict', mounts: 1 })
+    expect(again.retained).toBe(true)
+    // A second mount here shares the view; two unmounts are then owed, from anyone.
+    const path2 = await again.mount()
+    expect(await readFile(join(path2, 'written.txt'), 'utf8')).toBe('from the first instance')
+    await again.unmount()
+    expect(await isMountPoint(path)).toBe(mountedByDriver)
+    await again.unmount()
+    expect(await isMountPoint(path)).toBe(false)
+    await expect(again.unmount()).rejects.toMatchObject({ code: 'ERR_RW_LAYER_NOT_MOUNTED' })
+    expect(await store.releaseRWLayer(again)).toEqual({ removed: true, remainingHandles: 0, deleted: [] })
+    expect(await store.listRWLayers()).toEqual([])
+    expect((await store.releaseHolder(base.chainID, 'img')).length).toBe(1)
+  })
+
+  it('unmounts what this instance mounted at close (default), so counts stay true', async () => {
+    const rw = await store.createRWLayer('ctr', null)
+    const path = await rw.mount()
+    await rw.mount()
+    await store.close()
+    expect(await isMountPoint(path)).toBe(false)
+    store = await openStore(root, driverName)
+    const again = await store.getRWLayer('ctr')
+    await expect(again.unmount()).rejects.toMatchObject({ code: 'ERR_RW_LAYER_NOT_MOUNTED' })
+    expect((await store.releaseRWLayer(again)).removed).toBe(true)
+  })
+
+  it('removes a RW layer only when no live handle holds it, in any instance', async () => {
+    const rw = await store.createRWLayer('shared', null)
+    const other = await openStore(root, driverName)
+    try {
+      const theirs = await other.getRWLayer('shared')
+      expect(await store.releaseRWLayer(rw)).toEqual({ removed: false, remainingHandles: 1, deleted: [] })
+      await expect(store.releaseRWLayer(rw)).rejects.toMatchObject({ code: 'ERR_RW_LAYER_NOT_RETAINED' })
+      await expect(rw.mount()).rejects.toMatchObject({ code: 'ERR_RW_LAYER_NOT_RETAINED' })
+      expect((await other.releaseRWLayer(theirs)).removed).toBe(true)
+    } finally {
+      await other.close()
+    }
+    await expect(store.getRWLayer('shared')).rejects.toMatchObject({ code: 'ERR_MOUNT_DOES_NOT_EXIST', kind: 'not-found' })
+    await expect(store.getMountID('shared')).rejects.toMatchObject({ code: 'ERR_MOUNT_DOES_NOT_EXIST' })
+  })
+
+  it('refuses a taken name, a missing parent and a bad name, changing nothing', async () => {
+    const rw = await store.createRWLayer('taken', null)
+    expect(await store.getMountID('taken')).toBe(rw.mountID)
+    await expect(store.createRWLayer('taken', null)).rejects.toMatchObject({ code: 'ERR_MOUNT_NAME_CONFLICT' })
+    await expect(store.createRWLayer('x', `sha256:${'0'.repeat(64)}` as never)).rejects.toMatchObject({ code: 'ERR_LAYER_DOES_NOT_EXIST' })
+    await expect(store.createRWLayer('../escape', null)).rejects.toMatchObject({ kind: 'invalid-argument' })
+    expect(await store.listRWLayers()).toEqual(['taken'])
+    expect((await store.releaseRWLayer(rw)).removed).toBe(true)
+  })
+
+  it('cleans up the init layer and the parent hold when the init function fails', async () => {
+    const base = await store.register(await makeTar([{ name: 'b', content: 'b' }]), null, { holder: 'img' })
+    const boom = Object.assign(new Error('init failed'), { code: 'TEST_INIT' })
+    await expect(
+      store.createRWLayer('bad-init', base.chainID, {
+        initFunc: async () => {
+          throw boom
+        },
+      }),
+    ).rejects.toBe(boom)
+    expect(await store.listRWLayers()).toEqual([])
+    expect((await store.references(base.chainID)).holders).toEqual(new Map([['img', 1]]))
+    const report = await store.cleanup()
+    expect(report.removedDriverIDs).toEqual([])
+  })
+})
