@@ -1,6 +1,7 @@
 /**
  * Conformance checks of the lifecycle: create/remove, errors, read-only layers, get/put
- * counting, removal of a layer in use, cleanup, reopening a home, adopting a foreign mount.
+ * counting, removal of a layer in use, listing, cleanup, reopening a home, adopting a
+ * foreign mount.
  * (The diff checks are in conformance-diff-checks.ts.)
  */
 import { chmod, chown, mkdir, open, readdir, readFile, realpath, stat, writeFile } from 'node:fs/promises'
@@ -206,6 +207,30 @@ const removeInUse: ConformanceCheck = {
   },
 }
 
+const listLiveLayers: ConformanceCheck = {
+  title: 'list returns exactly the live layers, read-only and read-write',
+  async run(env: CheckEnv) {
+    const d = env.driver
+    expect(await d.list()).toEqual([])
+    await makeLayer(d, 'base', null, [{ name: 'f', content: 'a' }])
+    await makeLayer(d, 'mid', 'base', [{ name: 'g', content: 'b' }])
+    await d.create('gone', 'mid')
+    await d.createReadWrite('ctr-init', 'mid')
+    await d.createReadWrite('ctr', 'ctr-init')
+    await d.remove('gone')
+    const live = ['base', 'ctr', 'ctr-init', 'mid']
+    // Held views (mounts, for a driver that mounts) are not layers.
+    await withView(d, 'ctr', async () => {
+      await withView(d, 'base', async () => expect([...(await d.list())].sort()).toEqual(live))
+    })
+    expect([...(await d.list())].sort()).toEqual(live)
+    for (const id of live) expect(await d.exists(id)).toBe(true)
+    // The listing comes from the home, not from this instance's memory.
+    await d.cleanup()
+    expect([...(await (await env.open()).list())].sort()).toEqual(live)
+  },
+}
+
 const cleanupLeavesNoMounts: ConformanceCheck = {
   title: 'cleanup leaves no mounts and the driver stays usable',
   async run({ driver: d, home }: CheckEnv) {
@@ -287,6 +312,7 @@ export const BASIC_CHECKS: readonly ConformanceCheck[] = [
   readOnly,
   getPutCounting,
   removeInUse,
+  listLiveLayers,
   cleanupLeavesNoMounts,
   reopen,
   adoptForeignMount,

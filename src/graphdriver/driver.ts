@@ -169,6 +169,16 @@ export interface ProtoDriver {
   /** True if layer `id` exists (cheap: one stat). */
   exists(id: DriverLayerID): Promise<boolean>
 
+  /**
+   * Every layer id this driver holds, read-only and read-write alike (init layers included),
+   * in no particular order: exactly the ids for which `exists` is true. Layers being created
+   * or removed right now, and scratch a crashed create or remove left, are not listed: they
+   * are the driver's own to sweep. So are its bookkeeping entries (overlay's `l/`). The store
+   * uses this to find driver layers no metadata references, so that it never has to read a
+   * driver's home itself. Cost: one directory read, no stat per layer.
+   */
+  list(): Promise<DriverLayerID[]>
+
   /** Human-readable facts about the driver (backing filesystem, options, layer count…). */
   status(): Promise<DriverStatus>
 

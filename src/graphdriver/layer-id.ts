@@ -12,7 +12,10 @@ export function isValidLayerID(id: string): boolean {
   return LAYER_ID.test(id) && id !== '.' && id !== '..'
 }
 
-/** Throws `InvalidLayerIDError` (naming `driver`) unless `id` is a valid layer id. */
-export function assertLayerID(driver: string, id: string): void {
-  if (!isValidLayerID(id)) throw new InvalidLayerIDError(driver, id)
+/**
+ * Throws `InvalidLayerIDError` (naming `driver`) unless `id` is a valid layer id and none of
+ * the driver's `reserved` names (its own bookkeeping beside the layers, e.g. overlay's `l`).
+ */
+export function assertLayerID(driver: string, id: string, reserved: readonly string[] = []): void {
+  if (!isValidLayerID(id) || reserved.includes(id)) throw new InvalidLayerIDError(driver, id)
 }

@@ -77,6 +77,10 @@ class NaiveDiffDriver implements DiffGetterDriver {
     return this.#proto.exists(id)
   }
 
+  list(): Promise<DriverLayerID[]> {
+    return this.#proto.list()
+  }
+
   status(): Promise<DriverStatus> {
     return this.#proto.status()
   }

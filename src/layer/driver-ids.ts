@@ -1,42 +1,19 @@
 /**
- * Which layer IDs a driver holds, for the orphan sweep. The driver contract has no `list()`
- * yet (proposed: `ProtoDriver.list(): Promise<DriverLayerID[]>`); until every driver has one,
- * this helper finds candidates in the two layouts drivers use (`<home>/<id>` as overlay,
- * `<home>/dir/<id>` as vfs) and keeps only names the store itself could have made (64 hex
- * digits, optionally `-init`) that the driver confirms with `exists()`. So it never offers a
- * driver's own bookkeeping (overlay's `l/`) for removal, whatever the layout.
+ * Which driver layers the orphan sweep may consider: the driver's own `list()`, narrowed to
+ * ids this store could have made. The store never reads a driver's home to find them: the
+ * layout is the driver's business, and only the driver knows its bookkeeping and scratch.
  */
-import { readdir } from 'node:fs/promises'
-import { join } from 'node:path'
 import type { Driver } from '../graphdriver/index.js'
 
-/** The IDs this store gives driver layers: cache IDs, mount IDs and init IDs. */
+/**
+ * The ids this store gives driver layers: cache IDs and mount IDs (64 hex digits) and init
+ * IDs (`<mount ID>-init`). A listed layer of any other name was made by someone else sharing
+ * the driver's home (a test, a tool driving the driver directly): no record of ours could
+ * ever name it, so treating it as an orphan would delete what is not ours.
+ */
 const STORE_ID_RE = /^[0-9a-f]{64}(?:-init)?$/
 
-/** A driver that can list its layers itself (the proposed contract addition). */
-interface ListingDriver {
-  list(): Promise<readonly string[]>
-}
-
-function canList(driver: Driver): driver is Driver & ListingDriver {
-  return typeof (driver as Partial<ListingDriver>).list === 'function'
-}
-
-async function names(dir: string): Promise<string[]> {
-  try {
-    return (await readdir(dir, { withFileTypes: true })).filter((e) => e.isDirectory()).map((e) => e.name)
-  } catch {
-    return []
-  }
-}
-
-/** Every layer ID the driver holds that has the shape of a store-made ID. */
+/** Every layer id the driver holds that has the shape of a store-made id, sorted. */
 export async function listDriverIDs(driver: Driver): Promise<string[]> {
-  if (canList(driver)) return [...(await driver.list())].filter((id) => STORE_ID_RE.test(id)).sort()
-  const candidates = new Set([...(await names(driver.home)), ...(await names(join(driver.home, 'dir')))])
-  const found: string[] = []
-  for (const id of candidates) {
-    if (STORE_ID_RE.test(id) && (await driver.exists(id))) found.push(id)
-  }
-  return found.sort()
+  return (await driver.list()).filter((id) => STORE_ID_RE.test(id)).sort()
 }

@@ -43,6 +43,7 @@ import {
   assertLayerID,
   copyDir,
   InvalidDriverOptionError,
+  isValidLayerID,
   LayerExistsError,
   LayerInUseError,
   LayerNotFoundError,
@@ -226,6 +227,22 @@ export class BindDriver implements DiffGetterDriver {
     } catch {
       return false
     }
+  }
+
+  /**
+   * The directories in home, but for scratch ones (`~` in the name): a layer is built and
+   * deleted under a scratch name, so `<id>/` exists exactly while the layer does.
+   */
+  async list(): Promise<DriverLayerID[]> {
+    let entries
+    try {
+      entries = await readdir(this.home, { withFileTypes: true })
+    } catch (err) {
+      if (hasErrno(err, 'ENOENT')) return []
+      throw err
+    }
+    // isValidLayerID also drops what is not ours to offer, e.g. a filesystem's `lost+found`.
+    return entries.filter((e) => e.isDirectory() && isValidLayerID(e.name)).map((e) => e.name)
   }
 
   /** Layer count. */

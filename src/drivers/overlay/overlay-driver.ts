@@ -31,6 +31,7 @@ import type {
 import {
   assertLayerID,
   InvalidDriverOptionError,
+  isValidLayerID,
   LayerExistsError,
   LayerInUseError,
   LayerNotFoundError,
@@ -46,11 +47,14 @@ import { OverlayLayerCorruptError, OverlayMaxDepthError, OverlayMountError, Over
 import { OverlayDiff } from './overlay-diff.js'
 import type { OverlayLayerInfo } from './layer-files.js'
 import { maintainHome, readLayerInfo, resolveLowerDirs, unlinkIfOurs } from './layer-files.js'
-import { formatLower, generateLinkID, lowerEntry, OverlayLayout, parseLink, SCRATCH_MARK, scratchName } from './layout.js'
+import { formatLower, generateLinkID, LINK_DIR, lowerEntry, OverlayLayout, parseLink, SCRATCH_MARK, scratchName } from './layout.js'
 import type { OverlayMountPlan } from './mount-plan.js'
 import { planOverlayMount } from './mount-plan.js'
 import { isLayerMounted, performMountPlan, unmountTarget } from './mounts.js'
 import type { OverlayFeatures } from './probe.js'
+
+// The short-link directory sits beside the layers in the home: never a layer id.
+const RESERVED_IDS = [LINK_DIR] as const
 
 const debug = createDebug('layerstore:overlay')
 
@@ -127,8 +131,8 @@ export class OverlayDriver implements DiffGetterDriver {
   }
 
   async #create(id: string, parent: string | null, readOnly: boolean): Promise<void> {
-    assertLayerID(this.name, id)
-    if (parent !== null) assertLayerID(this.name, parent)
+    assertLayerID(this.name, id, RESERVED_IDS)
+    if (parent !== null) assertLayerID(this.name, parent, RESERVED_IDS)
     const [taken, parentInfo] = await Promise.all([
       this.exists(id),
       parent === null ? null : this.exists(parent).then((found) => (found ? this.layerInfo(parent) : undefined)),
@@ -177,7 +181,7 @@ export class OverlayDriver implements DiffGetterDriver {
 
   /** Deletes the layer; see `ProtoDriver.remove`. A missing layer is not an error. */
   async remove(id: DriverLayerID): Promise<void> {
-    assertLayerID(this.name, id)
+    assertLayerID(this.name, id, RESERVED_IDS)
     const merged = this.layout.mergedDir(id)
     const holders = this.#counter.count(merged)
     if (holders > 0) throw new LayerInUseError(this.name, id, holders, merged)
@@ -199,7 +203,7 @@ export class OverlayDriver implements DiffGetterDriver {
 
   /** Mounts (or shares the mount of) the layer's view; see `ProtoDriver.get`. */
   async get(id: DriverLayerID, options?: GetOptions): Promise<string> {
-    assertLayerID(this.name, id)
+    assertLayerID(this.name, id, RESERVED_IDS)
     if (!(await this.exists(id))) throw new LayerNotFoundError(this.name, id)
     const merged = this.layout.mergedDir(id)
     await this.#counter.acquire(merged, async () => {
@@ -220,7 +224,7 @@ export class OverlayDriver implements DiffGetterDriver {
 
   /** Releases one `get`; the last one unmounts. See `ProtoDriver.put`. */
   async put(id: DriverLayerID): Promise<void> {
-    assertLayerID(this.name, id)
+    assertLayerID(this.name, id, RESERVED_IDS)
     const merged = this.layout.mergedDir(id)
     try {
       await this.#counter.release(merged, async () => {
@@ -238,12 +242,29 @@ export class OverlayDriver implements DiffGetterDriver {
 
   /** True if the layer's dir exists. */
   async exists(id: DriverLayerID): Promise<boolean> {
-    assertLayerID(this.name, id)
+    assertLayerID(this.name, id, RESERVED_IDS)
     try {
       return (await stat(this.layout.layerDir(id))).isDirectory()
     } catch {
       return false
     }
+  }
+
+  /**
+   * The directories in home, but for `l/` (the short links) and scratch dirs (`~` in the
+   * name: a layer being created or removed, a probe), which are the driver's own.
+   */
+  async list(): Promise<DriverLayerID[]> {
+    let entries
+    try {
+      entries = await readdir(this.home, { withFileTypes: true })
+    } catch (err) {
+      if (hasErrno(err, 'ENOENT')) return []
+      throw err
+    }
+    // isValidLayerID drops scratch names (`~` is never in an id) and foreign entries such as
+    // a filesystem's `lost+found`; `l` is a valid id, so it goes by name.
+    return entries.filter((e) => e.isDirectory() && e.name !== LINK_DIR && isValidLayerID(e.name)).map((e) => e.name)
   }
 
   /** Backing filesystem, mount interface and options, layer count. */

@@ -34,6 +34,7 @@ import {
   assertLayerID,
   copyDir,
   InvalidDriverOptionError,
+  isValidLayerID,
   LayerExistsError,
   LayerInUseError,
   LayerMountError,
@@ -193,6 +194,14 @@ export class VfsDriver implements ProtoDriver {
     }
   }
 
+  /**
+   * The directories in `dir/`. Layers being built or deleted live in `tmp/` until their
+   * final rename, so `dir/` never shows one half made or half removed.
+   */
+  async list(): Promise<DriverLayerID[]> {
+    return layerDirs(join(this.home, 'dir'))
+  }
+
   async status(): Promise<DriverStatus> {
     const layers = (await readdir(join(this.home, 'dir')).catch(() => [])).length
     return [
@@ -302,6 +311,17 @@ export async function vfsHoldsLayers(home: string): Promise<boolean> {
     return (await readdir(join(home, 'dir'))).length > 0
   } catch (err) {
     return !hasCodeLike(err, 'ENOENT')
+  }
+}
+
+/** The subdirectories of `dir` that are valid layer ids; none if `dir` is missing. */
+async function layerDirs(dir: string): Promise<DriverLayerID[]> {
+  try {
+    const entries = await readdir(dir, { withFileTypes: true })
+    return entries.filter((e) => e.isDirectory() && isValidLayerID(e.name)).map((e) => e.name)
+  } catch (err) {
+    if (hasCodeLike(err, 'ENOENT')) return []
+    throw err
   }
 }
 
