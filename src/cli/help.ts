@@ -6,6 +6,7 @@ export const GLOBAL_OPTIONS: Readonly<Record<string, OptionSpec>> = {
   driver: { type: 'string', arg: 'NAME', help: 'graph driver (default: what the root uses, else auto-select)' },
   'driver-plugin': { type: 'string', multiple: true, arg: 'MODULE', help: 'load a third-party driver module (repeatable)' },
   json: { type: 'boolean', help: 'machine-readable output on stdout' },
+  'no-wait': { type: 'boolean', help: 'fail (exit 5) instead of waiting when another process holds the store lock' },
   debug: { type: 'boolean', help: 'log layerstore:* debug messages to stderr' },
   quiet: { type: 'boolean', short: 'q', help: 'no progress, no chatter' },
   help: { type: 'boolean', short: 'h', help: 'show help' },

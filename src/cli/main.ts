@@ -5,10 +5,40 @@ import { UsageError, type Command, type CommandContext, type OptionSpec } from '
 import { EXIT, exitStatusFor } from './exit-status.js'
 import { GLOBAL_OPTIONS, commandHelp, mainHelp } from './help.js'
 import { suggest } from './suggest.js'
+import { cleanupCommand } from './commands/cleanup.js'
+import { commitCommand } from './commands/commit.js'
+import { diffCommand } from './commands/diff.js'
+import { driversCommand } from './commands/drivers.js'
+import { exportCommand } from './commands/export.js'
+import { inspectCommand } from './commands/inspect.js'
+import { lsCommand } from './commands/ls.js'
+import { mountCommand } from './commands/mount.js'
+import { registerCommand } from './commands/register.js'
+import { releaseCommand } from './commands/release.js'
+import { rmCommand } from './commands/rm.js'
+import { statusCommand } from './commands/status.js'
 import { tarSplitCommand } from './commands/tar-split.js'
+import { unmountCommand } from './commands/unmount.js'
+import { verifyCommand } from './commands/verify.js'
 
 /** Every top-level command, in the order `--help` lists them. */
-export const COMMANDS: readonly Command[] = [tarSplitCommand]
+export const COMMANDS: readonly Command[] = [
+  registerCommand,
+  releaseCommand,
+  lsCommand,
+  inspectCommand,
+  exportCommand,
+  mountCommand,
+  unmountCommand,
+  diffCommand,
+  commitCommand,
+  rmCommand,
+  cleanupCommand,
+  verifyCommand,
+  driversCommand,
+  statusCommand,
+  tarSplitCommand,
+]
 
 /**
  * Runs `layerctl` with the given arguments (without `node` and the script). Sets
