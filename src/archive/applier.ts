@@ -9,13 +9,13 @@
  * setgid and `security.capability`). Directory times are set last, after every member,
  * since creating entries inside a directory moves its mtime.
  *
- * Why synchronous fs calls: the per-member calls (open, fchown, fchmod, futimes, mkdir,
- * symlink…) each take a few microseconds in the kernel, while an async node:fs call adds a
- * thread-pool round trip of 10–20 µs; on a layer of 55,000 small files that is the
- * difference between keeping up with GNU tar and being twice as slow. Only the tar input
- * (and big files' writes, see write-entry.ts) is awaited, so the event loop still turns
- * once per input chunk. For the same reason a member without content is applied without
- * creating a promise.
+ * Why synchronous fs calls: the per-member calls (open, mkdir, symlink, fchown, futimes…)
+ * each take a few microseconds in the kernel, while an async node:fs call adds a thread-pool
+ * round trip of 10–20 µs; on a layer of 55,000 small files that is the difference between
+ * keeping up with GNU tar and being twice as slow. A new file's content is the exception:
+ * it is written on the thread pool while the parser reads the next members, and the file's
+ * attributes are set through its descriptor once that is done (file-writer.ts). A member without content
+ * is applied without creating a promise.
  */
 import fs from 'node:fs'
 import { isKindedError } from '../errors.js'
@@ -27,7 +27,13 @@ import { NodeDefaults } from './node-defaults.js'
 import type { CreatorIds } from './node-defaults.js'
 import { removeTree } from './remove-tree.js'
 import { PathGuard, cleanName } from './safe-path.js'
-import { OVERLAY_OPAQUE_VALUE, OVERLAY_OPAQUE_XATTR, WHITEOUT_META_PREFIX, WHITEOUT_OPAQUE, classifyWhiteout } from './whiteout.js'
+import {
+  OVERLAY_OPAQUE_VALUE,
+  OVERLAY_OPAQUE_XATTR,
+  WHITEOUT_META_PREFIX,
+  WHITEOUT_OPAQUE,
+  classifyWhiteout,
+} from './whiteout.js'
 import { FileWriter } from './file-writer.js'
 import { checkDevice, checkOwner, permOf, setTimesFd, setTimesPath, setXattrs, timesOf } from './write-entry.js'
 import type { Times, XattrPolicy } from './write-entry.js'
@@ -89,9 +95,16 @@ export class Applier {
     }
   }
 
-  /** After a failure: waits for the deferred writes to settle (their descriptors to close). */
-  async abandon(): Promise<void> {
-    await this.#writer.drain().catch(() => undefined)
+  /**
+   * After a failure: waits for the deferred writes to settle (their descriptors to close).
+   * Returns the failure of a deferred file, if one failed: it came before the member that
+   * failed now, so it is the one to report (one full disk fails many files).
+   */
+  async abandon(): Promise<unknown> {
+    return this.#writer.drain().then(
+      () => undefined,
+      (err: unknown) => err,
+    )
   }
 
   /** Our typed errors and the parser's pass through; failed calls get the member's name. */
@@ -183,7 +196,7 @@ export class Applier {
       // at the path is replaced.
       if (fs.lstatSync(p).isDirectory()) fresh = false
       else {
-        this.#remove(rel, p)
+        this.#replace(rel, p)
         fs.mkdirSync(p, exact ? perm : 0o700)
       }
     }
@@ -212,17 +225,15 @@ export class Applier {
     const exact = this.#defaults.modeIsDefault(dir, perm)
     const chown = !this.#defaults.ownerIsDefault(dir, h)
     const fd = this.#create(rel, p, () => fs.openSync(p, CREATE_FLAGS, exact ? perm : 0o600))
-    const finish = (): void => this.#fileAttributes(fd, h, chown, !exact)
-    if (h.size === 0) {
-      try {
-        finish()
-      } finally {
-        fs.closeSync(fd)
-      }
-      return
-    }
     this.#op = 'write'
-    return this.#writer.write(fd, content, h.sparse, finish, (err) => wrapFailure(h, err, 'write'))
+    return this.#writer.write(
+      fd,
+      h.size === 0 ? null : content,
+      h.size,
+      h.sparse,
+      () => this.#fileAttributes(fd, h, chown, !exact),
+      (err) => wrapFailure(h, err, 'write'),
+    )
   }
 
   /** Owner, xattrs, mode, times of a file, through its descriptor; may run deferred. */
@@ -280,9 +291,15 @@ export class Applier {
     } catch (err) {
       if ((err as { code?: unknown }).code !== 'EEXIST') throw err
     }
-    this.#remove(rel, p)
+    this.#replace(rel, p)
     this.#op = 'create'
     return make()
+  }
+
+  /** Removes what is at a path that this member is about to take: it stays written. */
+  #replace(rel: string, p: string | Buffer): void {
+    this.#remove(rel, p)
+    this.#written?.add(rel)
   }
 
   /** Removes a path and all under it, forgetting what we knew about each removed path. */

@@ -79,8 +79,7 @@ export async function applyLayer(
       if (pending !== undefined) await pending
     }
   } catch (err) {
-    await applier.abandon()
-    throw err
+    throw (await applier.abandon()) ?? err
   }
   await applier.finish()
   log('applied %d members (%d bytes) to %s', applier.members, applier.size, target)

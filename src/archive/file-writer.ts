@@ -27,6 +27,12 @@ import fs from 'node:fs'
 export const MAX_PENDING_BYTES = 32 << 20
 /** Files with deferred work (each holds a descriptor) before the reader waits. */
 export const MAX_PENDING_FILES = 64
+/**
+ * Files smaller than this are written at once, synchronously: one write(2) of a few KiB
+ * costs less than handing it to the thread pool and taking the completion back (measured on
+ * the 55,000-file workload: the deferred path used ~20 % more CPU in all).
+ */
+export const DEFER_MIN_SIZE = 64 << 10
 
 /** One write: `length` bytes of `buf` from `offset`, to file position `position`. */
 interface Piece {
@@ -44,103 +50,231 @@ export interface SparseLayout {
 
 /** Defers file writes to the thread pool, in bounded amounts. */
 export class FileWriter {
-  readonly #files = new Set<Promise<void>>()
+  /** Files whose writes are not all done. */
+  #open = 0
+  #next = 0
   #bytes = 0
-  #failed = false
+  /** Readers waiting for a write or a file to finish (one promise per wait, none otherwise). */
+  #waiters: (() => void)[] = []
+  /** Sequence numbers of the files not finished, for {@link check}. */
+  readonly #pending = new Set<number>()
+  /** The failure of the earliest file (in tar order) that failed, and that order. */
+  #failedAt = Infinity
   #failure: unknown = undefined
 
   /**
    * Reads all of `content` (the parser needs it consumed before the next member) and queues
    * its writes to `fd`, a new empty file; when they are all written, runs `finish` (the
-   * attributes) and closes `fd`. Resolves once the content is read, not written.
+   * attributes) and closes `fd`. Resolves once
+   * the content is read, not written; a file without content (`null`) without a promise
+   * when within bounds.
    *
    * @param sparse the data extents `content` fills, for a sparse member (its holes stay
    *   holes: positional writes, then ftruncate to the real size)
    * @param wrap turns a failure into the error to report
    */
-  async write(
+  write(
+    fd: number,
+    content: AsyncIterable<Buffer> | null,
+    size: number,
+    sparse: SparseLayout | undefined,
+    finish: () => void,
+    wrap: (err: unknown) => unknown,
+  ): Promise<void> | undefined {
+    if (content === null || (size < DEFER_MIN_SIZE && sparse === undefined)) return writeNow(fd, content, finish)
+    if (this.#open >= MAX_PENDING_FILES) return this.#writeLater(fd, content, sparse, finish, wrap)
+    const job = new Job(this, this.#next++, fd, sparse, finish, wrap)
+    this.#open++
+    this.#pending.add(job.seq)
+    return this.#read(job, content, sparse)
+  }
+
+  async #writeLater(
     fd: number,
     content: AsyncIterable<Buffer>,
     sparse: SparseLayout | undefined,
     finish: () => void,
     wrap: (err: unknown) => unknown,
   ): Promise<void> {
-    while (this.#files.size >= MAX_PENDING_FILES) await Promise.race(this.#files)
-    const writes: Promise<void>[] = []
-    const queue = async (piece: Piece): Promise<void> => {
-      this.#bytes += piece.length
-      writes.push(pwriteAll(fd, piece).finally(() => (this.#bytes -= piece.length)))
-      // Over budget: wait for this file's oldest write, or else for another file.
-      while (this.#bytes > MAX_PENDING_BYTES) {
-        const oldest = writes.find((w) => !settled.has(w))
-        if (oldest !== undefined) await settle(oldest, settled)
-        else await Promise.race(this.#files)
-      }
-    }
-    const settled = new WeakSet<Promise<void>>()
+    while (this.#open >= MAX_PENDING_FILES) await this.#wait()
+    await this.write(fd, content, Infinity, sparse, finish, wrap)
+  }
+
+  async #read(job: Job, content: AsyncIterable<Buffer>, sparse: SparseLayout | undefined): Promise<void> {
     try {
+      const queue = (piece: Piece): Promise<void> | undefined => {
+        job.start(piece)
+        return this.#bytes > MAX_PENDING_BYTES ? this.#overBudget() : undefined
+      }
       if (sparse === undefined) await readDense(content, queue)
       else await readSparse(content, sparse, queue)
     } catch (err) {
-      // A parse error: nothing more comes; close once this file's writes are done.
-      await Promise.allSettled(writes)
-      fs.closeSync(fd)
+      // A parse error: nothing more comes; the descriptor closes once the writes are done.
+      job.abort()
       throw err
     }
-    const done = this.#complete(fd, writes, sparse, finish).catch((err: unknown) => {
-      if (!this.#failed) {
-        this.#failed = true
-        this.#failure = wrap(err)
-      }
-    })
-    this.#files.add(done)
-    void done.then(() => this.#files.delete(done))
+    job.endOfContent()
   }
 
-  async #complete(fd: number, writes: Promise<void>[], sparse: SparseLayout | undefined, finish: () => void): Promise<void> {
-    try {
-      const results = await Promise.allSettled(writes)
-      const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected')
-      if (failed !== undefined) throw failed.reason
-      if (sparse !== undefined) fs.ftruncateSync(fd, sparse.realSize)
-      finish()
-    } finally {
-      fs.closeSync(fd)
+  async #overBudget(): Promise<void> {
+    while (this.#bytes > MAX_PENDING_BYTES) await this.#wait()
+  }
+
+  #wait(): Promise<void> {
+    return new Promise((resolve) => this.#waiters.push(resolve))
+  }
+
+  #wake(): void {
+    const waiters = this.#waiters
+    if (waiters.length === 0) return
+    this.#waiters = []
+    for (const w of waiters) w()
+  }
+
+  /** A piece was queued ({@link Job} calls it). */
+  queued(length: number): void {
+    this.#bytes += length
+  }
+
+  /** A piece was written, or failed. */
+  written(length: number): void {
+    this.#bytes -= length
+    this.#wake()
+  }
+
+  /** A file is finished: closed, with its failure if any. */
+  finished(seq: number, failure: unknown, failed: boolean): void {
+    this.#open--
+    this.#pending.delete(seq)
+    if (failed && seq < this.#failedAt) {
+      this.#failedAt = seq
+      this.#failure = failure
     }
+    this.#wake()
   }
 
-  /** Throws the first deferred failure, if any. */
+  /**
+   * Throws a deferred failure once it is known to be the earliest (in tar order): when no
+   * file that came before it is still pending. Several files may fail for one cause (a full
+   * disk); the first member is the one to name.
+   */
   check(): void {
-    if (this.#failed) throw this.#failure
+    if (this.#failedAt === Infinity) return
+    for (const seq of this.#pending) if (seq < this.#failedAt) return
+    throw this.#failure
   }
 
-  /** Waits for every deferred write, then throws the first failure, if any. */
+  /** Waits for every deferred write, then throws the earliest failure, if any. */
   async drain(): Promise<void> {
-    while (this.#files.size > 0) await Promise.allSettled([...this.#files])
+    while (this.#open > 0) await this.#wait()
     this.check()
   }
 }
 
-async function settle(p: Promise<void>, settled: WeakSet<Promise<void>>): Promise<void> {
-  try {
-    await p
-  } catch {
-    // Reported when the file completes.
-  } finally {
-    settled.add(p)
+/** One file's deferred writes; completes (attributes, close) when the last one is done. */
+class Job {
+  #outstanding = 0
+  #readDone = false
+  #aborted = false
+  #failed = false
+  #error: unknown = undefined
+
+  constructor(
+    readonly writer: FileWriter,
+    readonly seq: number,
+    readonly fd: number,
+    readonly sparse: SparseLayout | undefined,
+    readonly finish: () => void,
+    readonly wrap: (err: unknown) => unknown,
+  ) {}
+
+  start(piece: Piece): void {
+    this.writer.queued(piece.length)
+    this.#outstanding++
+    pwriteAll(this.fd, piece, (err) => {
+      if (err !== null) this.#fail(err)
+      this.writer.written(piece.length)
+      this.#settle()
+    })
+  }
+
+  #fail(err: unknown): void {
+    if (this.#failed) return
+    this.#failed = true
+    this.#error = err
+  }
+
+  /** One write is done. */
+  #settle(): void {
+    this.#outstanding--
+    if (this.#readDone && this.#outstanding === 0) this.#complete()
+  }
+
+  endOfContent(): void {
+    this.#readDone = true
+    if (this.#outstanding === 0) this.#complete()
+  }
+
+  /** The content could not be read: close after the writes, report nothing (the caller throws). */
+  abort(): void {
+    this.#aborted = true
+    this.endOfContent()
+  }
+
+  #complete(): void {
+    try {
+      if (!this.#failed && !this.#aborted) {
+        if (this.sparse !== undefined) fs.ftruncateSync(this.fd, this.sparse.realSize)
+        this.finish()
+      }
+    } catch (err) {
+      this.#fail(err)
+    } finally {
+      fs.closeSync(this.fd)
+    }
+    const failed = this.#failed && !this.#aborted
+    this.writer.finished(this.seq, failed ? this.wrap(this.#error) : undefined, failed)
   }
 }
 
-async function readDense(content: AsyncIterable<Buffer>, queue: (piece: Piece) => Promise<void>): Promise<void> {
+/**
+ * A small file (or an empty one, `content` null): written, finished and closed right here.
+ * Errors propagate as they are (the applier names the member).
+ */
+function writeNow(fd: number, content: AsyncIterable<Buffer> | null, finish: () => void): Promise<void> | undefined {
+  if (content === null) {
+    try {
+      finish()
+    } finally {
+      fs.closeSync(fd)
+    }
+    return undefined
+  }
+  return (async () => {
+    try {
+      for await (const buf of content) {
+        for (let offset = 0; offset < buf.length; ) offset += fs.writeSync(fd, buf, offset, buf.length - offset)
+      }
+      finish()
+    } finally {
+      fs.closeSync(fd)
+    }
+  })()
+}
+
+type Queue = (piece: Piece) => Promise<void> | undefined
+
+async function readDense(content: AsyncIterable<Buffer>, queue: Queue): Promise<void> {
   let position = 0
   for await (const buf of content) {
-    await queue({ buf, offset: 0, length: buf.length, position })
+    const wait = queue({ buf, offset: 0, length: buf.length, position })
+    if (wait !== undefined) await wait
     position += buf.length
   }
 }
 
 /** Sparse content comes as the data extents, in map order; each goes to its offset. */
-async function readSparse(content: AsyncIterable<Buffer>, sparse: SparseLayout, queue: (piece: Piece) => Promise<void>): Promise<void> {
+async function readSparse(content: AsyncIterable<Buffer>, sparse: SparseLayout, queue: Queue): Promise<void> {
   let ext = 0
   let position = 0
   let left = 0
@@ -153,7 +287,8 @@ async function readSparse(content: AsyncIterable<Buffer>, sparse: SparseLayout, 
         left = e.length
       }
       const length = Math.min(left, buf.length - offset)
-      await queue({ buf, offset, length, position })
+      const wait = queue({ buf, offset, length, position })
+      if (wait !== undefined) await wait
       offset += length
       position += length
       left -= length
@@ -162,15 +297,14 @@ async function readSparse(content: AsyncIterable<Buffer>, sparse: SparseLayout, 
 }
 
 /** pwrite(2) on the thread pool until the piece is written (short writes are legal). */
-function pwriteAll(fd: number, piece: Piece): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const step = (offset: number, length: number, position: number): void => {
-      fs.write(fd, piece.buf, offset, length, position, (err, n) => {
-        if (err) return reject(err)
-        if (n < length) step(offset + n, length - n, position + n)
-        else resolve()
-      })
-    }
-    step(piece.offset, piece.length, piece.position)
-  })
+function pwriteAll(fd: number, piece: Piece, done: (err: Error | null) => void): void {
+  const step = (offset: number, length: number, position: number): void => {
+    fs.write(fd, piece.buf, offset, length, position, (err, n) => {
+      if (err) done(err)
+      else if (n === 0) done(Object.assign(new Error('write made no progress'), { code: 'EIO' }))
+      else if (n < length) step(offset + n, length - n, position + n)
+      else done(null)
+    })
+  }
+  step(piece.offset, piece.length, piece.position)
 }

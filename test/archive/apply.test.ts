@@ -265,6 +265,60 @@ describe.skipIf(!isRoot)('applyTar', () => {
     })
   })
 
+  it('keeps tar order while files are created and written in the background', async () => {
+    const target = tempDir('t')
+    const many = Array.from({ length: 300 }, (_, i) => ({ name: `many/f${i}`, content: `content ${i}`.repeat(i) }))
+    const tar = await craftTar([
+      ...many,
+      { name: 'big', content: Buffer.alloc(3 << 20, 7) },
+      { name: 'h', type: 'link', linkname: 'big' },
+      { name: 'x', content: 'a file first' },
+      { name: 'x/', type: 'directory', mode: 0o700 },
+      { name: 'y', content: 'a file first' },
+      { name: 'y', type: 'symlink', linkname: 'many' },
+      { name: 'gone/f', content: Buffer.alloc(1 << 20, 1) },
+      { name: '.wh.gone', content: '' },
+      { name: 'z', content: 'first' },
+      { name: 'z', content: 'second' },
+    ])
+    await applyBuffer(tar, target, { whiteouts: 'naive' })
+    for (const [i, e] of many.entries()) {
+      expect(fs.readFileSync(path.join(target, e.name), 'utf8'), e.name).toBe(`content ${i}`.repeat(i))
+    }
+    expect(fs.statSync(path.join(target, 'h')).ino).toBe(fs.statSync(path.join(target, 'big')).ino)
+    expect(fs.readFileSync(path.join(target, 'h')).equals(Buffer.alloc(3 << 20, 7))).toBe(true)
+    expect(fs.statSync(path.join(target, 'x')).isDirectory()).toBe(true)
+    expect(fs.readlinkSync(path.join(target, 'y'))).toBe('many')
+    expect(fs.existsSync(path.join(target, 'gone'))).toBe(false)
+    expect(fs.readFileSync(path.join(target, 'z'), 'utf8')).toBe('second')
+
+    const bad = await craftTar([
+      { name: 'a', content: 'a file' },
+      { name: 'a/b', content: 'below a file' },
+    ])
+    await expect(applyBuffer(bad, tempDir('u'), { whiteouts: 'naive' })).rejects.toMatchObject({
+      code: 'ERR_INVALID_MEMBER',
+      reason: 'parent-not-directory',
+    })
+  })
+
+  it('reports a deferred write failure (ENOSPC on a 1 MiB tmpfs) as ApplyEntryError of its member', async () => {
+    const target = tempDir('t')
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', target])
+    try {
+      const tar = await craftTar([
+        { name: 'small', content: 'x' },
+        { name: 'big', content: Buffer.alloc(3 << 20, 1) },
+        { name: 'after', content: 'y' },
+      ])
+      const err = await applyBuffer(tar, target, { whiteouts: 'naive' }).catch((e: unknown) => e)
+      expect(err).toMatchObject({ code: 'ERR_APPLY_ENTRY', kind: 'no-space', operation: 'write' })
+      expect((err as { member: Buffer }).member.toString()).toBe('big')
+    } finally {
+      execFileSync('umount', [target])
+    }
+  })
+
   describe('naive (AUFS) whiteouts', () => {
     /** A lower tree: a/{x, sub/y}, b, c/z, keep, h1 = h2 (hardlinked). */
     function lower(): string {
