@@ -43,7 +43,7 @@ import {
   assertLayerID,
   copyDir,
   InvalidDriverOptionError,
-  isValidLayerID,
+  listLayerDirs,
   LayerExistsError,
   LayerInUseError,
   LayerNotFoundError,
@@ -234,16 +234,9 @@ export class BindDriver implements DiffGetterDriver {
    * deleted under a scratch name, so `<id>/` exists exactly while the layer does.
    */
   async list(): Promise<DriverLayerID[]> {
-    let entries
-    try {
-      entries = await readdir(this.home, { withFileTypes: true })
-    } catch (err) {
-      if (hasErrno(err, 'ENOENT')) return []
-      throw err
-    }
-    // isValidLayerID also drops what is not ours to offer, e.g. a filesystem's `lost+found`.
-    return entries.filter((e) => e.isDirectory() && isValidLayerID(e.name)).map((e) => e.name)
+    return listLayerDirs(this.home)
   }
+
 
   /** Layer count. */
   async status(): Promise<DriverStatus> {

@@ -31,7 +31,7 @@ import type {
 import {
   assertLayerID,
   InvalidDriverOptionError,
-  isValidLayerID,
+  listLayerDirs,
   LayerExistsError,
   LayerInUseError,
   LayerNotFoundError,
@@ -255,17 +255,9 @@ export class OverlayDriver implements DiffGetterDriver {
    * name: a layer being created or removed, a probe), which are the driver's own.
    */
   async list(): Promise<DriverLayerID[]> {
-    let entries
-    try {
-      entries = await readdir(this.home, { withFileTypes: true })
-    } catch (err) {
-      if (hasErrno(err, 'ENOENT')) return []
-      throw err
-    }
-    // isValidLayerID drops scratch names (`~` is never in an id) and foreign entries such as
-    // a filesystem's `lost+found`; `l` is a valid id, so it goes by name.
-    return entries.filter((e) => e.isDirectory() && e.name !== LINK_DIR && isValidLayerID(e.name)).map((e) => e.name)
+    return listLayerDirs(this.home, RESERVED_IDS)
   }
+
 
   /** Backing filesystem, mount interface and options, layer count. */
   async status(): Promise<DriverStatus> {

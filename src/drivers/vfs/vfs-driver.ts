@@ -34,7 +34,7 @@ import {
   assertLayerID,
   copyDir,
   InvalidDriverOptionError,
-  isValidLayerID,
+  listLayerDirs,
   LayerExistsError,
   LayerInUseError,
   LayerMountError,
@@ -199,7 +199,7 @@ export class VfsDriver implements ProtoDriver {
    * final rename, so `dir/` never shows one half made or half removed.
    */
   async list(): Promise<DriverLayerID[]> {
-    return layerDirs(join(this.home, 'dir'))
+    return listLayerDirs(join(this.home, 'dir'))
   }
 
   async status(): Promise<DriverStatus> {
@@ -315,16 +315,6 @@ export async function vfsHoldsLayers(home: string): Promise<boolean> {
 }
 
 /** The subdirectories of `dir` that are valid layer ids; none if `dir` is missing. */
-async function layerDirs(dir: string): Promise<DriverLayerID[]> {
-  try {
-    const entries = await readdir(dir, { withFileTypes: true })
-    return entries.filter((e) => e.isDirectory() && isValidLayerID(e.name)).map((e) => e.name)
-  } catch (err) {
-    if (hasCodeLike(err, 'ENOENT')) return []
-    throw err
-  }
-}
-
 function hasCodeLike(err: unknown, code: string): boolean {
   return (err as { code?: unknown } | null)?.code === code
 }
