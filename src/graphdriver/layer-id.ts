@@ -3,6 +3,7 @@
  * driver's home, so anything but a plain name is refused before it reaches the filesystem.
  */
 import { readdir } from 'node:fs/promises'
+import { hasErrno } from './errno.js'
 import { InvalidLayerIDError } from './errors.js'
 
 // Cache IDs are 64 hex chars; moby's drivers also accept `<id>-init`. 255 is NAME_MAX.
@@ -31,7 +32,7 @@ export async function listLayerDirs(dir: string, reserved: readonly string[] = [
   try {
     entries = await readdir(dir, { withFileTypes: true })
   } catch (err) {
-    if ((err as { code?: unknown } | null)?.code === 'ENOENT') return []
+    if (hasErrno(err, 'ENOENT')) return []
     throw err
   }
   return entries.filter((e) => e.isDirectory() && isValidLayerID(e.name) && !reserved.includes(e.name)).map((e) => e.name)

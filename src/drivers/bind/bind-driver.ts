@@ -43,6 +43,7 @@ import {
   assertLayerID,
   copyDir,
   InvalidDriverOptionError,
+  hasErrno,
   listLayerDirs,
   LayerExistsError,
   LayerInUseError,
@@ -355,6 +356,3 @@ async function pathExists(path: string): Promise<boolean> {
   )
 }
 
-function hasErrno(err: unknown, code: string): boolean {
-  return (err as { code?: unknown } | null)?.code === code
-}

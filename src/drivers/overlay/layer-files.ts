@@ -10,6 +10,7 @@ import { mountPointsUnder } from '../../graphdriver/index.js'
 import { OverlayLayerCorruptError } from './errors.js'
 import type { OverlayLayout } from './layout.js'
 import { parseLink, parseLower, SCRATCH_MARK } from './layout.js'
+import { hasErrno } from '../../graphdriver/index.js'
 
 const debug = createDebug('layerstore:overlay')
 
@@ -125,6 +126,3 @@ export async function overlayHoldsLayers(home: string): Promise<boolean> {
   return false
 }
 
-function hasErrno(err: unknown, code: string): boolean {
-  return (err as { code?: unknown } | null)?.code === code
-}

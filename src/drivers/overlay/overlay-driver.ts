@@ -31,6 +31,7 @@ import type {
 import {
   assertLayerID,
   InvalidDriverOptionError,
+  hasErrno,
   listLayerDirs,
   LayerExistsError,
   LayerInUseError,
@@ -378,6 +379,3 @@ async function settleAll(promises: readonly Promise<unknown>[]): Promise<void> {
   if (failed) throw failed.reason
 }
 
-function hasErrno(err: unknown, code: string): boolean {
-  return (err as { code?: unknown } | null)?.code === code
-}

@@ -34,6 +34,7 @@ import {
   assertLayerID,
   copyDir,
   InvalidDriverOptionError,
+  hasErrno,
   listLayerDirs,
   LayerExistsError,
   LayerInUseError,
@@ -123,7 +124,7 @@ export class VfsDriver implements ProtoDriver {
       await rename(tmp, this.#dir(id))
     } catch (err) {
       await rm(tmp, { recursive: true, force: true })
-      if (hasCodeLike(err, 'ENOTEMPTY') || hasCodeLike(err, 'EEXIST')) throw new LayerExistsError(this.name, id, { cause: err })
+      if (hasErrno(err, 'ENOTEMPTY') || hasErrno(err, 'EEXIST')) throw new LayerExistsError(this.name, id, { cause: err })
       throw err
     }
     debug('created %s layer %s (parent %s)', readWrite ? 'rw' : 'ro', id, parent ?? '-')
@@ -140,7 +141,7 @@ export class VfsDriver implements ProtoDriver {
     try {
       await rename(this.#dir(id), doomed)
     } catch (err) {
-      if (!hasCodeLike(err, 'ENOENT')) throw err
+      if (!hasErrno(err, 'ENOENT')) throw err
     }
     await rm(this.#rwMarker(id), { force: true })
     await rmdir(mnt).catch(() => undefined)
@@ -229,7 +230,7 @@ export class VfsDriver implements ProtoDriver {
       await umount(mnt, MNT_DETACH)
     } catch (err) {
       // EINVAL: not mounted any more (another instance sharing the home unmounted it).
-      if (!hasCodeLike(err, 'EINVAL')) throw err
+      if (!hasErrno(err, 'EINVAL')) throw err
     }
     await rmdir(mnt).catch(() => undefined)
   }
@@ -310,14 +311,11 @@ export async function vfsHoldsLayers(home: string): Promise<boolean> {
   try {
     return (await readdir(join(home, 'dir'))).length > 0
   } catch (err) {
-    return !hasCodeLike(err, 'ENOENT')
+    return !hasErrno(err, 'ENOENT')
   }
 }
 
 /** The subdirectories of `dir` that are valid layer ids; none if `dir` is missing. */
-function hasCodeLike(err: unknown, code: string): boolean {
-  return (err as { code?: unknown } | null)?.code === code
-}
 
 // Names of common filesystem magic numbers (statfs f_type), for status().
 const FS_NAMES: Readonly<Record<number, string>> = {
