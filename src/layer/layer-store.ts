@@ -56,6 +56,7 @@ import type {
   LayerMetadata,
   LayerReferences,
   RegisterOptions,
+  RegisteredLayer,
   RWLayer,
   RWLayerReleaseResult,
 } from './layer.js'
@@ -170,10 +171,10 @@ export class LayerStore {
    *   `InvalidHeaderError`, `DuplicatePathError`, `UnsafePathError`, …), CorruptInputError,
    *   CompressionNotSupportedError, NoSpaceError. The store is left as it was.
    */
-  async register(tar: LayerInput, parent?: ChainID | null, options: RegisterOptions = {}): Promise<Layer> {
+  async register(tar: LayerInput, parent?: ChainID | null, options: RegisterOptions = {}): Promise<RegisteredLayer> {
     const holder = this.#holderFor(options.holder)
-    const info = await registerLayer(this.#core, tar, parent ?? null, holder, options)
-    return this.#handle(info, holder)
+    const { info, existed } = await registerLayer(this.#core, tar, parent ?? null, holder, options)
+    return Object.assign(this.#handle(info, holder), { existed })
   }
 
   /** True when a layer with this chain ID is registered. */

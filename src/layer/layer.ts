@@ -71,6 +71,16 @@ export interface Layer extends LayerInfo {
   metadata(): Promise<Readonly<Record<string, string>>>
 }
 
+/** What `LayerStore.register` returns: a new reference, and whether the layer was new. */
+export interface RegisteredLayer extends Layer {
+  /**
+   * True when a layer with this chain ID was registered already (by an earlier call or a
+   * concurrent one): this call only added a reference, and its extracted copy, if any, was
+   * discarded.
+   */
+  readonly existed: boolean
+}
+
 /** What `release` reports for each layer it deleted (moby's `Metadata`). */
 export interface LayerMetadata {
   readonly chainID: ChainID

@@ -33,14 +33,21 @@ function discard(input: LayerInput): void {
   if (typeof destroy === 'function') (destroy as () => void).call(input)
 }
 
-/** Registers `tar` on `parent` for `holder`; see the file comment. Returns the layer's description. */
+/** What {@link registerLayer} did. */
+export interface RegisterOutcome {
+  readonly info: LayerInfo
+  /** True when the chain ID was registered already (by this call's time): only a reference was added. */
+  readonly existed: boolean
+}
+
+/** Registers `tar` on `parent` for `holder`; see the file comment. */
 export async function registerLayer(
   core: StoreCore,
   tar: LayerInput,
   parent: ChainID | null,
   holder: string,
   options: RegisterOptions,
-): Promise<LayerInfo> {
+): Promise<RegisterOutcome> {
   const { driver, metadata, session } = core
   const parentID = parent === null ? null : parseChainID(parent)
   const expected = options.diffID === undefined ? undefined : parseDiffID(options.diffID)
@@ -56,7 +63,7 @@ export async function registerLayer(
     if (existing) {
       discard(tar)
       debug('layer %s exists: referenced without reading the input', chainID)
-      return existing
+      return { info: existing, existed: true }
     }
   }
 
@@ -106,8 +113,10 @@ export async function registerLayer(
     await tx.setExtra(REFERENCES_FILE, holdersJson(new Map([[holder, 1]])))
     core.crash('register:before-commit')
     const txn = tx
+    let existed = false
     const info = await core.exclusive(async () => {
       if (await metadata.hasLayer(chainID)) {
+        existed = true
         // Registered meanwhile (or a duplicate without a known diff ID): ours is discarded.
         await core.addHolder(chainID, holder, 1)
         debug('layer %s exists: discarding the copy just extracted', chainID)
@@ -125,7 +134,7 @@ export async function registerLayer(
       return core.describe(chainID)
     })
     debug('registered %s (diff %s, %d bytes, %s)', info.chainID, info.diffID, streamed.bytes, streamed.compression)
-    return info
+    return { info, existed }
   } catch (err) {
     throw classifyError(err, 'register a layer')
   } finally {

@@ -9,7 +9,7 @@ import { builtinDrivers } from '../../src/drivers/index.js'
 import { DriverRegistry } from '../../src/graphdriver/index.js'
 import { StoreLock } from '../../src/metadata/index.js'
 import { EMPTY_LAYER_DIFF_ID, chainIDOf } from '../../src/layer/index.js'
-import type { ChainID, DiffID, Layer, LayerStore } from '../../src/layer/index.js'
+import type { ChainID, DiffID, Layer, LayerStore, RegisteredLayer } from '../../src/layer/index.js'
 import { createLayer, driverNames, expectNoOrphans, makeTar, openStore, readAll, sha256, slices, tempRoot } from './helpers.js'
 
 const isRoot = process.getuid?.() === 0
@@ -32,7 +32,7 @@ describe.skipIf(!isRoot).each(driverNames())('LayerStore on %s', (driverName) =>
     await removeRoot()
   })
 
-  const register = async (files: Parameters<typeof makeTar>[0], parent: Layer | null = null): Promise<{ layer: Layer; tar: Buffer }> => {
+  const register = async (files: Parameters<typeof makeTar>[0], parent: Layer | null = null): Promise<{ layer: RegisteredLayer; tar: Buffer }> => {
     const tar = await makeTar(files)
     return { layer: await store.register(slices(tar, 321), parent?.chainID ?? null), tar }
   }
@@ -78,6 +78,7 @@ describe.skipIf(!isRoot).each(driverNames())('LayerStore on %s', (driverName) =>
     const { layer: second } = await register(files)
     expect(second.chainID).toBe(first.chainID)
     expect(second).not.toBe(first)
+    expect([first.existed, second.existed]).toEqual([false, true])
     expect((await store.references(first.chainID)).holders.get(store.sessionHolder)).toBe(2)
     // A caller that knows the diff ID is answered without its input being read.
     let read = false
@@ -88,6 +89,7 @@ describe.skipIf(!isRoot).each(driverNames())('LayerStore on %s', (driverName) =>
     const third = await store.register(untouched, null, { diffID: first.diffID, holder: 'image-a' })
     expect(read).toBe(false)
     expect(third.chainID).toBe(first.chainID)
+    expect(third.existed).toBe(true)
     expect(await store.release(first)).toEqual([])
     expect(await store.release(second)).toEqual([])
     expect((await store.release(third)).map((m) => m.chainID)).toEqual([first.chainID])

@@ -1,5 +1,4 @@
 import { stat } from 'node:fs/promises'
-import type { Layer } from '../../layer/index.js'
 import { UsageError, type Command } from '../command.js'
 import { EXIT } from '../exit-status.js'
 import { EXIT_INTERRUPTED, InterruptedError, withInterrupt } from '../interrupt.js'
@@ -31,16 +30,12 @@ export const registerCommand: Command = {
     try {
       const result = await withStore(ctx, (store) =>
         withInterrupt(async (signal) => {
-          // TODO(#7): the store should say whether register created the layer; until then
-          // the chain IDs present before tell (a concurrent register of the same layer may
-          // then be reported as new, which is harmless).
-          const before = new Set((await store.map()).keys())
-          const layer: Layer = await store.register(source, parent, {
+          const layer = await store.register(source, parent, {
             holder,
             signal,
             onProgress: (p) => progress.update(p.inputBytes),
           })
-          return { layer, existed: before.has(layer.chainID) }
+          return { layer, existed: layer.existed }
         }),
       )
       progress.done()
