@@ -89,6 +89,8 @@ type Stat = fs.BigIntStats | null
 class TreeDiff {
   readonly out: Change[] = []
   #seen = 0
+  /** Two buffers for content comparisons, reused: a diff may compare thousands of files. */
+  #scratch: [Buffer, Buffer] | null = null
 
   constructor(
     readonly newRoot: string,
@@ -102,23 +104,30 @@ class TreeDiff {
 
   /** Compares the children of `rel`, a directory in the new tree. True if anything changed. */
   async #dir(rel: string): Promise<boolean> {
-    const newNames = readNames(this.newRoot, rel)
+    const inNew = readTypedNames(this.newRoot, rel)
     const oldNames = this.oldRoot === null ? [] : readNames(this.oldRoot, rel, true)
-    const names = [...new Set([...newNames, ...oldNames])].sort()
-    const inNew = new Set(newNames)
+    const inOld = new Set(oldNames)
+    const names = [...new Set([...inNew.keys(), ...oldNames])].sort()
     let changed = false
     for (const name of names) {
       if (++this.#seen % YIELD_EVERY === 0) await yieldToLoop()
       const child = joinRel(rel, name)
-      if (!inNew.has(name)) {
+      const isDir = inNew.get(name)
+      if (isDir === undefined) {
         this.#emit(child, 'deleted')
         changed = true
         continue
       }
+      if (!inOld.has(name)) {
+        // Only in the new tree: the directory entry's type is all we need, no lstat.
+        await this.#added(child, isDir)
+        changed = true
+        continue
+      }
       const n = lstatOf(this.newRoot, child)!
-      const o = this.oldRoot === null ? null : lstatOf(this.oldRoot, child)
+      const o = lstatOf(this.oldRoot!, child)
       if (o === null) {
-        await this.#added(child, n)
+        await this.#added(child, n.isDirectory())
         changed = true
         continue
       }
@@ -134,19 +143,18 @@ class TreeDiff {
     return changed
   }
 
-  async #added(rel: string, st: fs.BigIntStats): Promise<void> {
+  async #added(rel: string, isDir: boolean): Promise<void> {
     this.#emit(rel, 'added')
-    if (st.isDirectory()) await this.#addedBelow(rel)
+    if (isDir) await this.#addedBelow(rel)
   }
 
   async #addedBelow(rel: string): Promise<boolean> {
-    const names = readNames(this.newRoot, rel).sort()
-    for (const name of names) {
+    const entries = byName(readEntries(this.newRoot, rel))
+    for (const e of entries) {
       if (++this.#seen % YIELD_EVERY === 0) await yieldToLoop()
-      const child = joinRel(rel, name)
-      await this.#added(child, lstatOf(this.newRoot, child)!)
+      await this.#added(joinRel(rel, e.name), e.isDirectory())
     }
-    return names.length > 0
+    return entries.length > 0
   }
 
   #differs(rel: string, n: fs.BigIntStats, o: fs.BigIntStats): boolean {
@@ -157,7 +165,8 @@ class TreeDiff {
     }
     if (!sameXattrs(this.newRoot, this.oldRoot!, rel)) return true
     if (n.isFile() && this.content !== 'never' && (this.content === 'always' || n.mtimeNs % 1_000_000_000n === 0n)) {
-      return !sameContent(this.newRoot, this.oldRoot!, rel, Number(n.size))
+      this.#scratch ??= [Buffer.allocUnsafe(COMPARE_CHUNK), Buffer.allocUnsafe(COMPARE_CHUNK)]
+      return !sameContent(this.newRoot, this.oldRoot!, rel, Number(n.size), this.#scratch)
     }
     return false
   }
@@ -184,18 +193,18 @@ export async function overlayChanges(upperDir: string, lowerDirs: readonly strin
   const out: Change[] = []
   let seen = 0
   const walk = async (rel: string, view: LowerView): Promise<void> => {
-    const names = readNames(upper, rel).sort()
-    for (const name of names) {
+    for (const entry of byName(readEntries(upper, rel))) {
       if (++seen % YIELD_EVERY === 0) await yieldToLoop()
+      const name = entry.name
       const child = joinRel(rel, name)
-      const st = lstatOf(upper, child)!
-      if (isWhiteout(st)) {
+      // Only a character device can be a whiteout: the entry's type spares the others an lstat.
+      if (entry.isCharacterDevice() && isWhiteout(lstatOf(upper, child)!)) {
         out.push({ path: `/${child}`, kind: 'deleted' })
         continue
       }
       const below = view.child(name)
       const kind: ChangeKind = below.exists ? 'modified' : 'added'
-      if (!st.isDirectory()) {
+      if (!entry.isDirectory()) {
         out.push({ path: `/${child}`, kind })
         continue
       }
@@ -207,11 +216,12 @@ export async function overlayChanges(upperDir: string, lowerDirs: readonly strin
   }
   // Paths of the lower view that an opaque directory hides, and the upper does not replace.
   const hiddenBelow = (rel: string, view: LowerView, into: Change[]): void => {
-    const upperNames = new Set(readNames(upper, rel))
+    const upperDirs = readTypedNames(upper, rel)
     for (const name of view.names()) {
       const child = joinRel(rel, name)
-      if (!upperNames.has(name)) into.push({ path: `/${child}`, kind: 'deleted' })
-      else if (lstatOf(upper, child)!.isDirectory()) hiddenBelow(child, view.child(name), into)
+      const isDir = upperDirs.get(name)
+      if (isDir === undefined) into.push({ path: `/${child}`, kind: 'deleted' })
+      else if (isDir) hiddenBelow(child, view.child(name), into)
     }
   }
   await walk('', LowerView.root(lowers))
@@ -295,6 +305,31 @@ function readNames(root: string, rel: string, missingOk = false): string[] {
   }
 }
 
+/**
+ * The entries of a directory with their types (d_type): one readdir instead of an lstat per
+ * name. Where the filesystem gives no type, Node lstats the entry itself.
+ */
+function readEntries(root: string, rel: string): fs.Dirent[] {
+  const abs = rel === '' ? root : `${root}/${rel}`
+  try {
+    return fs.readdirSync(fsPath(abs), { encoding: 'latin1', withFileTypes: true })
+  } catch (err) {
+    throw new TreeReadError(`/${rel}`, 'readdir', err)
+  }
+}
+
+/** The names in a directory, each with whether it is a directory (see {@link readEntries}). */
+function readTypedNames(root: string, rel: string): Map<string, boolean> {
+  const out = new Map<string, boolean>()
+  for (const e of readEntries(root, rel)) out.set(e.name, e.isDirectory())
+  return out
+}
+
+/** Entries sorted by name, in byte order. */
+function byName(entries: fs.Dirent[]): fs.Dirent[] {
+  return entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+}
+
 function lstatOf(root: string, rel: string): Stat {
   try {
     return fs.lstatSync(fsPath(`${root}/${rel}`), { bigint: true, throwIfNoEntry: false }) ?? null
@@ -328,18 +363,17 @@ function sameXattrs(a: string, b: string, rel: string): boolean {
 
 const COMPARE_CHUNK = 1 << 20
 
-function sameContent(a: string, b: string, rel: string, size: number): boolean {
+function sameContent(a: string, b: string, rel: string, size: number, [ba, bb]: [Buffer, Buffer]): boolean {
   if (size === 0) return true
   const fa = fs.openSync(fsPath(`${a}/${rel}`), 'r')
   try {
     const fb = fs.openSync(fsPath(`${b}/${rel}`), 'r')
     try {
-      const ba = Buffer.allocUnsafe(Math.min(size, COMPARE_CHUNK))
-      const bb = Buffer.allocUnsafe(ba.length)
+      const len = Math.min(size, ba.length)
       for (let pos = 0; pos < size; ) {
-        const na = fs.readSync(fa, ba, 0, ba.length, pos)
-        const nb = fs.readSync(fb, bb, 0, bb.length, pos)
-        if (na !== nb || !ba.subarray(0, na).equals(bb.subarray(0, nb))) return false
+        const na = fs.readSync(fa, ba, 0, len, pos)
+        const nb = fs.readSync(fb, bb, 0, len, pos)
+        if (na !== nb || ba.compare(bb, 0, nb, 0, na) !== 0) return false
         if (na === 0) break
         pos += na
       }

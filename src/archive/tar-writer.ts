@@ -54,8 +54,14 @@ const MAX_OCTAL_12 = 0o77777777777 // 11 digits + NUL in a 12-byte field
 
 /** The zero padding after `size` bytes of content, up to the next block. */
 export function padding(size: number): Buffer {
+  const length = paddingLength(size)
+  return length === 0 ? EMPTY : Buffer.alloc(length)
+}
+
+/** The length of {@link padding}: 0 to 511 bytes. */
+export function paddingLength(size: number): number {
   const rest = size % BLOCK_SIZE
-  return rest === 0 ? EMPTY : Buffer.alloc(BLOCK_SIZE - rest)
+  return rest === 0 ? 0 : BLOCK_SIZE - rest
 }
 const EMPTY: Buffer = Buffer.alloc(0)
 
@@ -65,17 +71,31 @@ const EMPTY: Buffer = Buffer.alloc(0)
  * (there is no standard record for them).
  */
 export function encodeHeader(h: ExportHeader): Buffer {
+  const block = Buffer.alloc(BLOCK_SIZE)
+  const pax = encodeHeaderInto(h, block)
+  return pax === null ? block : Buffer.concat([pax, block])
+}
+
+/**
+ * {@link encodeHeader} for a writer of many headers: the USTAR block goes into the first 512
+ * bytes of `block` (overwritten), and the PAX blocks that must come before it, if any, are
+ * returned. Allocating a fresh 512-byte Buffer per header costs more than encoding it.
+ */
+export function encodeHeaderInto(h: ExportHeader, block: Buffer): Buffer | null {
   const pax = new Map<string, Buffer>()
   let name: Buffer = h.name
   let prefix: Buffer = EMPTY
+  let paxPath = false
   if (!isAscii(name)) {
-    pax.set('path', name)
+    paxPath = true
   } else if (name.length > 100) {
     const split = splitUstarName(name)
-    if (split === null) pax.set('path', name)
+    if (split === null) paxPath = true
     else [prefix, name] = split
   }
-  if (h.linkname.length > 100 || !isAscii(h.linkname)) pax.set('linkpath', h.linkname)
+  if (paxPath) pax.set('path', h.name)
+  const paxLink = h.linkname.length > 100 || !isAscii(h.linkname)
+  if (paxLink) pax.set('linkpath', h.linkname)
   if (h.uid > MAX_OCTAL_8) pax.set('uid', Buffer.from(String(h.uid)))
   if (h.gid > MAX_OCTAL_8) pax.set('gid', Buffer.from(String(h.gid)))
   if (h.size > MAX_OCTAL_12) pax.set('size', Buffer.from(String(h.size)))
@@ -86,8 +106,8 @@ export function encodeHeader(h: ExportHeader): Buffer {
     throw new RangeError(`device ${h.devmajor}:${h.devminor} does not fit a tar header`)
   }
 
-  const block = Buffer.alloc(BLOCK_SIZE)
-  if (pax.has('path')) writeBytes(block, 0, 100, asciiOnly(h.name))
+  block.fill(0, 0, BLOCK_SIZE)
+  if (paxPath) writeBytes(block, 0, 100, asciiOnly(h.name))
   else {
     writeBytes(block, 0, 100, name)
     writeBytes(block, 345, 155, prefix)
@@ -98,14 +118,14 @@ export function encodeHeader(h: ExportHeader): Buffer {
   writeOctal(block, 124, 12, h.size > MAX_OCTAL_12 ? 0 : h.size)
   writeOctal(block, 136, 12, mtimeFits ? h.mtime.sec : 0)
   block[156] = TYPEFLAGS[h.type]
-  writeBytes(block, 157, 100, pax.has('linkpath') ? asciiOnly(h.linkname) : h.linkname)
+  writeBytes(block, 157, 100, paxLink ? asciiOnly(h.linkname) : h.linkname)
   writeMagic(block)
   if (h.type === 'char-device' || h.type === 'block-device') {
     writeOctal(block, 329, 8, h.devmajor)
     writeOctal(block, 337, 8, h.devminor)
   }
   writeChecksum(block)
-  if (pax.size === 0) return block
+  if (pax.size === 0) return null
 
   const data = encodePaxRecords(pax)
   const paxBlock = Buffer.alloc(BLOCK_SIZE)
@@ -118,7 +138,7 @@ export function encodeHeader(h: ExportHeader): Buffer {
   paxBlock[156] = TYPE_PAX
   writeMagic(paxBlock)
   writeChecksum(paxBlock)
-  return Buffer.concat([paxBlock, data, padding(data.length), block])
+  return Buffer.concat([paxBlock, data, padding(data.length)])
 }
 
 /** PAX records `"<len> <key>=<value>\n"`, keys sorted (Go's order), values as raw bytes. */
@@ -178,11 +198,20 @@ function writeBytes(block: Buffer, offset: number, size: number, value: Buffer):
 
 /** Zero-padded octal digits filling the field but its last byte, which stays NUL. */
 function writeOctal(block: Buffer, offset: number, size: number, value: number): void {
-  block.write(value.toString(8).padStart(size - 1, '0'), offset, size - 1, 'latin1')
+  // Digit by digit from the right: no string per field (a header has up to ten of them).
+  // Values reach 8^11, past 32 bits, hence % and Math.floor rather than bit operations.
+  let v = value
+  for (let i = offset + size - 2; i >= offset; i--) {
+    block[i] = 0x30 + (v % 8)
+    v = Math.floor(v / 8)
+  }
 }
 
+/** USTAR's magic and version, POSIX form. */
+const MAGIC = Buffer.from('ustar\x0000', 'latin1')
+
 function writeMagic(block: Buffer): void {
-  block.write('ustar\x0000', 257, 8, 'latin1')
+  MAGIC.copy(block, 257)
 }
 
 /** The checksum: the sum of the block's bytes with the field itself as spaces. */
@@ -190,5 +219,8 @@ function writeChecksum(block: Buffer): void {
   block.fill(0x20, 148, 156)
   let sum = 0
   for (let i = 0; i < BLOCK_SIZE; i++) sum += block[i]!
-  block.write(`${sum.toString(8).padStart(6, '0')}\x00 `, 148, 8, 'latin1')
+  // Six octal digits, NUL, space (at most 512 * 255 = 0o376000, so six always suffice).
+  writeOctal(block, 148, 7, sum)
+  block[154] = 0
+  block[155] = 0x20
 }
