@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // bench/apply: applying a layer tar to a directory (src/archive applyTar), side by side in the
 // same run with GNU `tar -x --numeric-owner`, and with our tar parser alone (the tar-split
-// disassembler, which applyTar runs: it CRCs every file, see the report).
+// disassembler as applyTar runs it: no sink, so no CRCs).
 // Usage: node bench/apply.mjs [--reps N] [WORKLOAD…]   (default: debian, small-files, big-files)
 //
 // Every run extracts into a fresh directory of one scratch dir under the workloads' filesystem;

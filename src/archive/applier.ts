@@ -88,7 +88,7 @@ export class Applier {
     this.members++
     this.size += h.size
     try {
-      const pending = this.#apply(h, member.content)
+      const pending = this.#apply(h, member)
       return pending === undefined ? undefined : pending.catch((err: unknown) => this.#fail(h, err))
     } catch (err) {
       return this.#fail(h, err)
@@ -124,7 +124,7 @@ export class Applier {
     }
   }
 
-  #apply(h: TarHeader, content: AsyncIterable<Buffer>): Promise<void> | undefined {
+  #apply(h: TarHeader, member: TarMember): Promise<void> | undefined {
     switch (h.type) {
       case 'pax-global':
       case 'gnu-volume':
@@ -157,7 +157,7 @@ export class Applier {
       case 'gnu-dumpdir':
         return this.#directory(rel, dir, p, h)
       case 'file':
-        return this.#file(rel, dir, p, h, content)
+        return this.#file(rel, dir, p, h, member)
       case 'symlink':
         this.#create(rel, p, () => fs.symlinkSync(h.linkname, p))
         return this.#finishNode(dir, p, h, null)
@@ -220,19 +220,22 @@ export class Applier {
     this.#dirTimes.set(rel, timesOf(h))
   }
 
-  #file(rel: string, dir: string, p: string | Buffer, h: TarHeader, content: AsyncIterable<Buffer>): Promise<void> | undefined {
+  /** Content is read lent when offered: the writer copies what it defers (file-writer.ts). */
+  #file(rel: string, dir: string, p: string | Buffer, h: TarHeader, member: TarMember): Promise<void> | undefined {
     const perm = permOf(h)
     const exact = this.#defaults.modeIsDefault(dir, perm)
     const chown = !this.#defaults.ownerIsDefault(dir, h)
     const fd = this.#create(rel, p, () => fs.openSync(p, CREATE_FLAGS, exact ? perm : 0o600))
     this.#op = 'write'
+    const lent = member.lent !== undefined
     return this.#writer.write(
       fd,
-      h.size === 0 ? null : content,
+      h.size === 0 ? null : (member.lent ?? member.content),
       h.size,
       h.sparse,
       () => this.#fileAttributes(fd, h, chown, !exact),
       (err) => wrapFailure(h, err, 'write'),
+      lent,
     )
   }
 

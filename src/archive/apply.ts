@@ -87,15 +87,17 @@ export async function applyLayer(
 }
 
 /**
- * Parses a tar stream (with the tar-split disassembler, metadata discarded) and applies it
- * with {@link applyLayer}. Parse errors are the disassembler's typed errors.
+ * Parses a tar stream (with the tar-split disassembler, metadata discarded: no checksums, no
+ * segments) and applies it with {@link applyLayer}. Parse errors are the disassembler's typed
+ * errors. Give it `io.readFileChunks(path)` for a file: its buffers are then reused as the
+ * apply goes (flat memory); any other chunk source works too.
  */
 export function applyTar(
   tar: AsyncIterable<Uint8Array> | Readable,
   target: string,
   options: ApplyOptions,
 ): Promise<ApplyResult> {
-  return applyLayer(disassemble(tar, { sink: { add() {} } }), target, options)
+  return applyLayer(disassemble(tar, {}), target, options)
 }
 
 /** The byte-string real path of `target`, which must be a directory, and its lstat. */

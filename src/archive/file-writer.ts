@@ -11,10 +11,12 @@
  * hardlink to it shares the inode, which ends up complete. Directory times are set after
  * every deferred write has settled (see `drain`).
  *
- * Content pieces are views of the input's chunks: sources never reuse a chunk once yielded
- * (Node streams do not), so they stay valid until written. At most {@link MAX_PENDING_BYTES}
- * of them and {@link MAX_PENDING_FILES} open files wait at a time; beyond that the reader
- * waits for writes to finish, which keeps memory flat whatever the layer.
+ * Content pieces are views of the input's chunks. Given ones (`member.content`) stay valid
+ * for good and are written from where they are; lent ones (`member.lent`, from a recycling
+ * input) die when the parser moves on, so they are first copied into the writer's own slabs
+ * (slab-ring.ts). At most {@link MAX_PENDING_BYTES} of them (lent: the slabs' size) and
+ * {@link MAX_PENDING_FILES} open files wait at a time; beyond that the reader waits for
+ * writes to finish, which keeps memory flat whatever the layer.
  *
  * A failed write or attribute call is reported by the next {@link FileWriter.check} or by
  * {@link FileWriter.drain}, as the error `wrap` made for its member; a file's descriptor is
@@ -22,6 +24,7 @@
  * never receive a late write.
  */
 import fs from 'node:fs'
+import { SlabRing, type Slab } from './slab-ring.js'
 
 /** Bytes read but not yet written, across files, before the reader waits. */
 export const MAX_PENDING_BYTES = 32 << 20
@@ -40,6 +43,8 @@ interface Piece {
   readonly offset: number
   readonly length: number
   readonly position: number
+  /** The slab `buf` is, for a copy of lent content. */
+  readonly slab?: Slab
 }
 
 /** Sparse layout of a member: data extents in order, and the real size. */
@@ -61,6 +66,8 @@ export class FileWriter {
   /** The failure of the earliest file (in tar order) that failed, and that order. */
   #failedAt = Infinity
   #failure: unknown = undefined
+  /** Copies of lent pieces, allocated at the first one. */
+  #ring: SlabRing | null = null
 
   /**
    * Reads all of `content` (the parser needs it consumed before the next member) and queues
@@ -72,6 +79,8 @@ export class FileWriter {
    * @param sparse the data extents `content` fills, for a sparse member (its holes stay
    *   holes: positional writes, then ftruncate to the real size)
    * @param wrap turns a failure into the error to report
+   * @param lent `content` is lent (valid only until the next piece is asked for): deferred
+   *   pieces are copied first
    */
   write(
     fd: number,
@@ -80,13 +89,14 @@ export class FileWriter {
     sparse: SparseLayout | undefined,
     finish: () => void,
     wrap: (err: unknown) => unknown,
+    lent = false,
   ): Promise<void> | undefined {
     if (content === null || (size < DEFER_MIN_SIZE && sparse === undefined)) return writeNow(fd, content, finish)
-    if (this.#open >= MAX_PENDING_FILES) return this.#writeLater(fd, content, sparse, finish, wrap)
+    if (this.#open >= MAX_PENDING_FILES) return this.#writeLater(fd, content, sparse, finish, wrap, lent)
     const job = new Job(this, this.#next++, fd, sparse, finish, wrap)
     this.#open++
     this.#pending.add(job.seq)
-    return this.#read(job, content, sparse)
+    return this.#read(job, content, sparse, lent)
   }
 
   async #writeLater(
@@ -95,17 +105,20 @@ export class FileWriter {
     sparse: SparseLayout | undefined,
     finish: () => void,
     wrap: (err: unknown) => unknown,
+    lent: boolean,
   ): Promise<void> {
     while (this.#open >= MAX_PENDING_FILES) await this.#wait()
-    await this.write(fd, content, Infinity, sparse, finish, wrap)
+    await this.write(fd, content, Infinity, sparse, finish, wrap, lent)
   }
 
-  async #read(job: Job, content: AsyncIterable<Buffer>, sparse: SparseLayout | undefined): Promise<void> {
+  async #read(job: Job, content: AsyncIterable<Buffer>, sparse: SparseLayout | undefined, lent: boolean): Promise<void> {
     try {
-      const queue = (piece: Piece): Promise<void> | undefined => {
-        job.start(piece)
-        return this.#bytes > MAX_PENDING_BYTES ? this.#overBudget() : undefined
-      }
+      const queue = lent
+        ? (piece: Piece): Promise<void> | undefined => this.#copy(job, piece)
+        : (piece: Piece): Promise<void> | undefined => {
+            job.start(piece)
+            return this.#bytes > MAX_PENDING_BYTES ? this.#overBudget() : undefined
+          }
       if (sparse === undefined) await readDense(content, queue)
       else await readSparse(content, sparse, queue)
     } catch (err) {
@@ -114,6 +127,30 @@ export class FileWriter {
       throw err
     }
     job.endOfContent()
+  }
+
+  /**
+   * Copies a lent piece into slabs and queues its writes; a promise only when it must wait
+   * for a slab (the piece stays valid meanwhile: the parser is not asked for more).
+   */
+  #copy(job: Job, piece: Piece): Promise<void> | undefined {
+    const ring = (this.#ring ??= new SlabRing())
+    let { offset, length, position } = piece
+    while (length > 0) {
+      const slab = ring.room()
+      if (slab === null) {
+        const rest: Piece = { buf: piece.buf, offset, length, position }
+        return this.#wait().then(() => this.#copy(job, rest))
+      }
+      const n = Math.min(length, slab.buf.length - slab.used)
+      piece.buf.copy(slab.buf, slab.used, offset, offset + n)
+      job.start({ buf: slab.buf, offset: slab.used, length: n, position, slab })
+      slab.used += n
+      offset += n
+      position += n
+      length -= n
+    }
+    return undefined
   }
 
   async #overBudget(): Promise<void> {
@@ -191,8 +228,10 @@ class Job {
   start(piece: Piece): void {
     this.writer.queued(piece.length)
     this.#outstanding++
+    if (piece.slab !== undefined) piece.slab.pending++
     pwriteAll(this.fd, piece, (err) => {
       if (err !== null) this.#fail(err)
+      if (piece.slab !== undefined) piece.slab.pending--
       this.writer.written(piece.length)
       this.#settle()
     })

@@ -1,15 +1,20 @@
-import { createReadStream, createWriteStream } from 'node:fs'
+import { createWriteStream } from 'node:fs'
 import { rename, rm } from 'node:fs/promises'
 import type { Writable } from 'node:stream'
+import { readFileChunks } from '../io/index.js'
 import { UsageError, type CommandContext } from './command.js'
 
-/** The input named by a positional (`-` or nothing = stdin), as a chunk source. */
+/**
+ * The input named by a positional (`-` or nothing = stdin), as a chunk source. A file is read
+ * through a small pool of reused buffers (`io.readFileChunks`), which the parser recycles;
+ * stdin stays a stream.
+ */
 export function openInput(ctx: CommandContext, name: string | undefined): AsyncIterable<Buffer> {
   if (name === undefined || name === '-') {
     if (ctx.stdin.isTTY) throw new UsageError('no input: name a file or pipe a tar into stdin')
     return ctx.stdin as AsyncIterable<Buffer>
   }
-  return createReadStream(name, { highWaterMark: 1 << 20 })
+  return readFileChunks(name)
 }
 
 /** Refuses to write binary data to a terminal, where it would only garble the screen. */

@@ -12,7 +12,7 @@
 import { createHash } from 'node:crypto'
 import createDebug from 'debug'
 import type { DiffID } from '../metadata/index.js'
-import { disassemble } from '../tarsplit/index.js'
+import { disassemble, recyclerOf } from '../tarsplit/index.js'
 import type { EntrySink, TarMember } from '../tarsplit/index.js'
 import { diffIDFromHex } from './chain-id.js'
 import { decompress } from './decompress.js'
@@ -49,6 +49,10 @@ export interface StreamedLayer {
  * end) is read too, so that the digest and the tar-split entries cover the whole input, as
  * moby drains its stream.
  *
+ * When `input` recycles its chunks (`io.readFileChunks`) and is not compressed, the
+ * disassembler releases them as it goes (the tap hashes each chunk before passing it on,
+ * unchanged), so memory stays flat; compressed input is read as a plain source.
+ *
  * Errors: `CorruptInputError`/`CompressionNotSupportedError` from the decompressor, the
  * disassembler's typed errors (`TruncatedArchiveError`, `InvalidHeaderError`,
  * `DuplicatePathError` from the sink), whatever `apply` throws, or the abort reason.
@@ -74,20 +78,25 @@ export async function streamLayer(
   const tap = (async function* (): AsyncGenerator<Buffer> {
     for await (const chunk of source.bytes) {
       signal?.throwIfAborted()
-      // The disassembler keeps views of the chunks: hashing reads them, never changes them.
+      // Hashed before it is passed on, so the chunk may be recycled once the parser is done.
       hash.update(chunk)
       bytes += chunk.length
       report()
       yield chunk
     }
   })()
-  const members = disassemble(tap, { sink: options.sink ?? { add() {} } })
+  // Decompressed bytes are the decompressor's own buffers; only raw input chunks are lent.
+  const recycler = source.compression === 'none' ? recyclerOf(input) : undefined
+  const members = disassemble(tap, {
+    ...(options.sink !== undefined ? { sink: options.sink } : {}),
+    ...(recycler !== undefined ? { recycler } : {}),
+  })
   const size = await apply(members)
   // Trailing data after the archive end: read to EOF so the digest and the sink see it all.
   for (;;) {
     const next = await members.next()
     if (next.done) break
-    for await (const chunk of next.value.content) void chunk
+    for await (const chunk of next.value.lent ?? next.value.content) void chunk
   }
   const diffID = diffIDFromHex(hash.digest('hex'))
   debug('streamed %d bytes (%s) → %s, apply size %d', bytes, source.compression, diffID, size)

@@ -4,10 +4,24 @@
  * (a header block, an extension header) straddles two chunks. It never reads ahead more than
  * one chunk, so the source's own backpressure is the disassembler's.
  *
- * The source must not change a chunk after yielding it (Node streams never do).
+ * Chunk lifetime. Without a recycler, the source must not change a chunk after yielding it
+ * (Node streams never do). With one (`io.readFileChunks` gives its source one), the reader
+ * owns the hold each chunk comes with and releases it when it moves on to the next chunk,
+ * *before* asking for it, so that the source can read into that buffer while the reader
+ * waits: every view of the current chunk (`take`, `read`) is dead from the next `pull()` on.
+ * A chunk of which a view was handed out for good (`escape`) is never released.
  */
 
 const EMPTY = Buffer.alloc(0)
+
+/**
+ * The lease of a recycling source (structurally `io.ChunkRecycler`; tarsplit imports
+ * nothing): each chunk is yielded with one hold; the buffer is reused once all are released.
+ */
+export interface ChunkRecycler {
+  hold(chunk: Uint8Array): void
+  release(chunk: Uint8Array): void
+}
 
 /** Sequential reads over `AsyncIterable<Uint8Array>`, tracking the absolute offset. */
 export class ByteReader {
@@ -18,9 +32,21 @@ export class ByteReader {
   #base = 0
   #eof = false
   #closed = false
+  readonly #recycler: ChunkRecycler | null
+  /** The current chunk was handed out for good: never release it. */
+  #escaped = false
 
-  constructor(source: AsyncIterable<Uint8Array>) {
+  constructor(source: AsyncIterable<Uint8Array>, recycler?: ChunkRecycler) {
     this.#it = source[Symbol.asyncIterator]()
+    this.#recycler = recycler ?? null
+  }
+
+  /**
+   * Marks the current chunk as handed out for good (a view of it went to a consumer that may
+   * keep it): it will not be released, so its buffer is never reused.
+   */
+  escape(): void {
+    this.#escaped = true
   }
 
   /** Bytes consumed so far: the archive offset of the next byte. */
@@ -39,6 +65,8 @@ export class ByteReader {
    * @returns false at the end of the input
    */
   async pull(): Promise<boolean> {
+    this.#base += this.#chunk.length
+    this.#letGo()
     while (!this.#eof) {
       const r = await this.#it.next()
       if (r.done === true) {
@@ -46,16 +74,23 @@ export class ByteReader {
         break
       }
       const v = r.value
-      if (v.length === 0) continue
-      this.#base += this.#chunk.length
+      if (v.length === 0) {
+        this.#recycler?.release(v)
+        continue
+      }
       this.#chunk = Buffer.isBuffer(v) ? v : Buffer.from(v.buffer, v.byteOffset, v.byteLength)
-      this.#pos = 0
       return true
     }
-    this.#base += this.#chunk.length
+    return false
+  }
+
+  /** Releases the current chunk (unless escaped) and forgets it. */
+  #letGo(): void {
+    const chunk = this.#chunk
     this.#chunk = EMPTY
     this.#pos = 0
-    return false
+    if (chunk !== EMPTY && !this.#escaped) this.#recycler?.release(chunk)
+    this.#escaped = false
   }
 
   /** A view of the next `n` bytes of the current chunk; `n` must not exceed `ready`. */
@@ -90,6 +125,8 @@ export class ByteReader {
     if (this.#closed) return
     this.#closed = true
     this.#eof = true
+    this.#base += this.#pos
+    this.#letGo()
     await this.#it.return?.()
   }
 }

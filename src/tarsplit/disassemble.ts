@@ -24,7 +24,7 @@
  * types and non-file data get F entries of size 0, their bytes (if any) in segments.
  */
 import createDebug from 'debug'
-import { ByteReader } from './byte-reader.js'
+import { ByteReader, type ChunkRecycler } from './byte-reader.js'
 import { FILE_TYPE, SEGMENT_TYPE, type EntryInput, type EntrySink } from './entry.js'
 import { HeaderTooLargeError, InvalidHeaderError, TruncatedArchiveError } from './errors.js'
 import {
@@ -68,10 +68,28 @@ export const TRAILING_CHUNK_SIZE = 1 << 20
 /** A header group's segment is split past this many times `maxHeaderSize` (see below). */
 const GROUP_SPLIT_FACTOR = 8
 
+/** The pending segment's buffer starts this big; one grown past it is dropped at a flush. */
+const SEGMENT_BUFFER_SIZE = 16 << 10
+
+export type { ChunkRecycler } from './byte-reader.js'
+
+/**
+ * The chunk recycler of a source, if it has one (`io.readFileChunks` gives its sources a
+ * `recycler`); undefined for anything else (a Node stream, a generator).
+ */
+export function recyclerOf(source: unknown): ChunkRecycler | undefined {
+  const r = (source as { recycler?: Partial<ChunkRecycler> } | null)?.recycler
+  return typeof r?.hold === 'function' && typeof r.release === 'function' ? (r as ChunkRecycler) : undefined
+}
+
 /** Options of {@link disassemble}. */
 export interface DisassembleOptions {
-  /** Receives the entries in stream order; a promise from `add` is awaited (backpressure). */
-  readonly sink: EntrySink
+  /**
+   * Receives the entries in stream order; a promise from `add` is awaited (backpressure).
+   * Omit it when no one wants the metadata (an apply): then no entry is built at all, so no
+   * file content is checksummed and no segment is kept, which is much cheaper.
+   */
+  readonly sink?: EntrySink
   /**
    * Largest PAX header, GNU long name/link, or sparse map accepted, in bytes. Default 1 MiB,
    * Go's limit; larger ones fail with `HeaderTooLargeError`.
@@ -83,6 +101,13 @@ export interface DisassembleOptions {
    * false: 0.12's output (moby today). Readers of either version accept both.
    */
   readonly emptyFinalSegment?: boolean
+  /**
+   * The lease under which the source's chunks are lent (see "Chunk lifetime" below). Default:
+   * the source's own `recycler` property, if it has one ({@link recyclerOf}). Pass it when
+   * the source is a pass-through of a recycling source (a tap that hashes each chunk before
+   * yielding it unchanged), and only then.
+   */
+  readonly recycler?: ChunkRecycler
 }
 
 /**
@@ -91,12 +116,26 @@ export interface DisassembleOptions {
  * Iterate the result to drive the parse: each step reads the next member's headers, sends
  * the segment entry before it to the sink and yields the member. `member.content` yields the
  * bytes the archive stores for it (views of the input chunks, not copies); content not read
- * is drained by the next step. Do not call `next()` while a content read is pending. The member's file
- * entry is sent once its content has been read. Iteration finishes only after the input was
- * read to its end and every entry was sent (and each `add` settled), so the sink is complete.
+ * is drained by the next step. Do not call `next()` while a content read is pending. The
+ * member's file entry is sent once its content has been read. Iteration finishes only after
+ * the input was read to its end and every entry was sent (and each `add` settled), so the
+ * sink is complete.
+ *
+ * Chunk lifetime. With a plain source, every piece stays valid for good (the chunks never
+ * change). With a recycling source (`io.readFileChunks`, or the `recycler` option) the
+ * disassembler releases each chunk as it moves past it, and the source then reuses the
+ * buffer, so two ways to read content are offered:
+ * - `member.content`: pieces stay valid for good; the chunks they are views of are never
+ *   released (not reused), so a consumer that knows nothing of recycling stays correct;
+ * - `member.lent` (the same bytes): a piece is valid only until the next request to this
+ *   member's content or to the member iterator (the chunk may be overwritten from then on);
+ *   a consumer that writes each piece before asking for the next one, or copies what it
+ *   keeps, uses it and lets the source reuse its buffers.
+ * Headers, names, link names, PAX values and sink entries are copies: they outlive chunks.
  *
  * Memory stays flat: content is never buffered; only extension headers (≤ `maxHeaderSize`
- * each), sparse maps (same bound) and segments (≤ 1 MiB of trailing or non-file data) are.
+ * each), sparse maps (same bound) and segments (≤ 1 MiB of trailing or non-file data) are,
+ * as copies.
  *
  * Errors are thrown from `next()` (and from a content read): `InvalidHeaderError`,
  * `TruncatedArchiveError`, `HeaderTooLargeError`, or whatever the sink throws (the JSON
@@ -104,8 +143,8 @@ export interface DisassembleOptions {
  * throws the same error. Breaking out of the loop early releases the source too, leaving the
  * sink incomplete.
  *
- * @param source the tar bytes, e.g. a `fs.createReadStream`; chunks must stay unchanged
- *   after they are yielded (the disassembler keeps views of them)
+ * @param source the tar bytes, e.g. `io.readFileChunks(path)` or a `fs.createReadStream`;
+ *   chunks must stay unchanged after they are yielded unless released under a recycler
  */
 export function disassemble(
   source: AsyncIterable<Uint8Array>,
@@ -118,11 +157,17 @@ const DONE: IteratorReturnResult<undefined> = Object.freeze({ done: true, value:
 
 class Disassembler implements AsyncIterableIterator<TarMember> {
   readonly #reader: ByteReader
-  readonly #sink: EntrySink
+  /** Null: nothing wants entries; none are built (no CRC, no segments). */
+  readonly #sink: EntrySink | null
   readonly #maxHeaderSize: number
   readonly #emptyFinalSegment: boolean
-  /** Raw bytes waiting to become the next segment entry (views; copied when emitted). */
-  #seg: Buffer[] = []
+  /** Content read through `member.content` must keep its chunk (see disassemble). */
+  readonly #recycling: boolean
+  /**
+   * Raw bytes waiting to become the next segment entry, copied in (a chunk may be reused
+   * before the segment is complete), and copied out when emitted.
+   */
+  #seg: Buffer = Buffer.allocUnsafe(SEGMENT_BUFFER_SIZE)
   #segLen = 0
   /** Padding owed after the last data section, read at the start of the next group. */
   #pad = 0
@@ -137,8 +182,10 @@ class Disassembler implements AsyncIterableIterator<TarMember> {
     if (!Number.isSafeInteger(max) || max < BLOCK_SIZE) {
       throw new RangeError(`maxHeaderSize must be an integer of at least ${BLOCK_SIZE}, got ${max}`)
     }
-    this.#reader = new ByteReader(source)
-    this.#sink = options.sink
+    const recycler = options.recycler ?? recyclerOf(source)
+    this.#reader = new ByteReader(source, recycler)
+    this.#recycling = recycler !== undefined
+    this.#sink = options.sink ?? null
     this.#maxHeaderSize = max
     this.#emptyFinalSegment = options.emptyFinalSegment === true
   }
@@ -188,22 +235,28 @@ class Disassembler implements AsyncIterableIterator<TarMember> {
   // ── segments ───────────────────────────────────────────────────────────────────────────
 
   #push(bytes: Buffer): void {
-    if (bytes.length === 0) return
-    this.#seg.push(bytes)
-    this.#segLen += bytes.length
+    if (bytes.length === 0 || this.#sink === null) return
+    const need = this.#segLen + bytes.length
+    if (need > this.#seg.length) {
+      const grown = Buffer.allocUnsafe(Math.max(need, 2 * this.#seg.length))
+      this.#seg.copy(grown, 0, 0, this.#segLen)
+      this.#seg = grown
+    }
+    bytes.copy(this.#seg, this.#segLen)
+    this.#segLen = need
   }
 
   async #add(entry: EntryInput): Promise<void> {
-    const pending = this.#sink.add(entry)
+    const pending = this.#sink?.add(entry)
     if (pending !== undefined) await pending
   }
 
-  /** Emits the pending bytes as one segment: a copy, so the sink never pins input chunks. */
+  /** Emits the pending bytes as one segment: a copy of its own, which the sink may keep. */
   async #flush(): Promise<void> {
     if (this.#segLen === 0) return
-    const payload = Buffer.concat(this.#seg, this.#segLen)
-    this.#seg = []
+    const payload = Buffer.from(this.#seg.subarray(0, this.#segLen))
     this.#segLen = 0
+    if (this.#seg.length > SEGMENT_BUFFER_SIZE) this.#seg = Buffer.allocUnsafe(SEGMENT_BUFFER_SIZE)
     await this.#add({ type: SEGMENT_TYPE, payload })
   }
 
@@ -309,7 +362,7 @@ class Disassembler implements AsyncIterableIterator<TarMember> {
     this.#global = applyGlobalRecords(this.#global, records)
     await this.#flush()
     await this.#addFileEntry(plan, null)
-    return Object.freeze({ header: plan.header, content: EMPTY_CONTENT })
+    return Object.freeze({ header: plan.header, content: EMPTY_CONTENT, lent: EMPTY_CONTENT })
   }
 
   /** Reads the member's sparse map (if any), emits its segment, and sets it current. */
@@ -337,16 +390,20 @@ class Disassembler implements AsyncIterableIterator<TarMember> {
     }
     const plan = planMember(base, dataSize, sparse, this.#global, at)
     await this.#flush()
-    const cur = new ContentCursor(plan)
+    const cur = new ContentCursor(plan, this.#sink !== null)
     // The map blocks are whole blocks, so the padding follows from the full data section.
     this.#pad = blockPadding(base.dataSize)
     // Members whose entry does not depend on their content get it now; `data` bytes then
     // flow into the next segment after it, where Go's reader would put skipped bytes.
     if (plan.kind !== 'file') await this.#addFileEntry(plan, null)
     this.#cur = cur
-    const content: AsyncIterable<Buffer> =
-      plan.dataSize > 0 ? { [Symbol.asyncIterator]: () => this.#contentIterator(cur) } : EMPTY_CONTENT
-    return Object.freeze({ header: plan.header, content })
+    if (plan.dataSize === 0) return Object.freeze({ header: plan.header, content: EMPTY_CONTENT, lent: EMPTY_CONTENT })
+    const escape = this.#recycling
+    return Object.freeze({
+      header: plan.header,
+      content: { [Symbol.asyncIterator]: () => this.#contentIterator(cur, escape) },
+      lent: { [Symbol.asyncIterator]: () => this.#contentIterator(cur, false) },
+    })
   }
 
   // ── content ────────────────────────────────────────────────────────────────────────────
@@ -373,7 +430,8 @@ class Disassembler implements AsyncIterableIterator<TarMember> {
     }
   }
 
-  #contentIterator(cur: ContentCursor): AsyncIterator<Buffer> {
+  /** @param escape the pieces are given for good: their chunks must never be released */
+  #contentIterator(cur: ContentCursor, escape: boolean): AsyncIterator<Buffer> {
     return {
       next: async (): Promise<IteratorResult<Buffer, undefined>> => {
         if (this.#failed !== null) throw this.#failed
@@ -381,6 +439,7 @@ class Disassembler implements AsyncIterableIterator<TarMember> {
         try {
           await this.#fill(cur)
           const bytes = this.#consume(cur)
+          if (escape) this.#reader.escape()
           if (this.#segLen >= TRAILING_CHUNK_SIZE) await this.#flush()
           return { done: false, value: bytes }
         } catch (err) {
@@ -412,6 +471,7 @@ class Disassembler implements AsyncIterableIterator<TarMember> {
   }
 
   async #addFileEntry(plan: MemberPlan, payload: Buffer | null): Promise<void> {
+    if (this.#sink === null) return
     await this.#add({
       type: FILE_TYPE,
       name: plan.entryName,

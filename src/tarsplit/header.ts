@@ -88,8 +88,10 @@ export function blockPadding(size: number): number {
   return rem === 0 ? 0 : BLOCK_SIZE - rem
 }
 
-/** Bytes up to the first NUL (the whole field if none), as a C string. */
+/** Bytes up to the first NUL (the whole field if none), as a C string: a copy, never a view. */
 export function fieldString(b: Uint8Array, start: number, length: number): Buffer {
+  // Most link names and prefixes are empty: one shared empty buffer, no allocation.
+  if (b[start] === 0) return EMPTY
   const end = start + length
   let i = start
   while (i < end && b[i] !== 0) i++

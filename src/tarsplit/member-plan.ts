@@ -283,10 +283,11 @@ export class ContentCursor {
   #pos = 0
   readonly #crc: Crc64 | null
 
-  constructor(plan: MemberPlan) {
+  /** @param checksum compute the CRC (false when no one wants the F entry) */
+  constructor(plan: MemberPlan, checksum = true) {
     this.plan = plan
     this.#remaining = plan.dataSize
-    this.#crc = plan.kind === 'file' && plan.entrySize > 0 ? new Crc64() : null
+    this.#crc = checksum && plan.kind === 'file' && plan.entrySize > 0 ? new Crc64() : null
   }
 
   /** Content bytes not yet read. */
@@ -302,7 +303,7 @@ export class ContentCursor {
     if (this.#extLeft === 0) {
       // Entering the next extent: the gap before it is a hole of zeros.
       const e = extents[this.#ext++]!
-      this.#crc!.updateZeros(e.offset - this.#pos)
+      this.#crc?.updateZeros(e.offset - this.#pos)
       this.#pos = e.offset
       this.#extLeft = e.length
     }
@@ -317,7 +318,7 @@ export class ContentCursor {
     this.#crc?.update(bytes)
   }
 
-  /** The F entry's payload once all content is read: the CRC, or null for size 0. */
+  /** The F entry's payload once all content is read: the CRC, or null for size 0 (or unchecked). */
   digest(): Buffer | null {
     if (this.#crc === null) return null
     // The hole after the last extent, up to the real size.

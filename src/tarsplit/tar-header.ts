@@ -71,5 +71,13 @@ export interface TarHeader {
  */
 export interface TarMember {
   readonly header: TarHeader
+  /** The content; its pieces stay valid for good. */
   readonly content: AsyncIterable<Buffer>
+  /**
+   * The same bytes, lent: a piece is valid only until the next request to this content or
+   * to the member iterator (its buffer may be reused from then on: see `disassemble`,
+   * "Chunk lifetime"). Cheaper when the input recycles its chunks; read either this or
+   * `content`, not both. Producers other than `disassemble` may leave it out.
+   */
+  readonly lent?: AsyncIterable<Buffer>
 }

@@ -2,7 +2,7 @@ import { createReadStream } from 'node:fs'
 import { pipeline } from 'node:stream/promises'
 import { createGzip } from 'node:zlib'
 import type { Readable, Writable } from 'node:stream'
-import { JsonPacker, assemble, directoryGetter, disassemble, readEntries } from '../../tarsplit/index.js'
+import { JsonPacker, assemble, directoryGetter, disassemble, readEntries, recyclerOf } from '../../tarsplit/index.js'
 import { EXIT } from '../exit-status.js'
 import { UsageError, type Command, type CommandContext } from '../command.js'
 import { AtomicFile, assertNotTerminal, openInput, writeChunk } from '../io.js'
@@ -40,7 +40,11 @@ const disasm: Command = {
         if (echo) await writeChunk(ctx.stdout, chunk)
       })
       // 0.11 (Debian's CLI, Docker 20.10) ends with an empty segment; 0.12 does not.
-      for await (const member of disassemble(passed, { sink: packer, emptyFinalSegment: compat === '0.11' })) {
+      // Without the echo the tap only counts, so a recycling file source may be recycled;
+      // with it, stdout may still hold a chunk after the parser moved on.
+      const recycler = echo ? undefined : recyclerOf(source)
+      const options = { sink: packer, emptyFinalSegment: compat === '0.11', ...(recycler ? { recycler } : {}) }
+      for await (const member of disassemble(passed, options)) {
         void member
         members++
       }
