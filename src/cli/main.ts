@@ -5,6 +5,7 @@ import { UsageError, type Command, type CommandContext, type OptionSpec } from '
 import { EXIT, exitStatusFor } from './exit-status.js'
 import { GLOBAL_OPTIONS, commandHelp, mainHelp } from './help.js'
 import { suggest } from './suggest.js'
+import { benchCommand } from './commands/bench.js'
 import { cleanupCommand } from './commands/cleanup.js'
 import { commitCommand } from './commands/commit.js'
 import { diffCommand } from './commands/diff.js'
@@ -38,6 +39,7 @@ export const COMMANDS: readonly Command[] = [
   driversCommand,
   statusCommand,
   tarSplitCommand,
+  benchCommand,
 ]
 
 /**
