@@ -12,7 +12,7 @@ export const LAYER_CRASH_POINTS = [
   'register:after-create', // driver directory made, transaction open
   'register:after-apply', // files applied, tar-split written, nothing committed
   'register:before-commit', // every record file written into the write set
-  'register:after-commit', // layer committed, the parent still held by the session
+  'register:after-commit', // layer committed (its record holds the parent now), lock still held
   // release
   'release:after-holders', // references.json rewritten, nothing marked yet
   // RW layer create

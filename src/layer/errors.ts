@@ -176,6 +176,42 @@ export class LayerStoreClosedError extends Error {
   }
 }
 
+/**
+ * A change asked of a store opened read-only (`LayerStore.open({ readOnly: true })`):
+ * register, release, RW layers, mounts, commit, cleanup. Nothing was changed; open the
+ * store writable for that (a Docker data root never is: it belongs to dockerd).
+ */
+export class StoreReadOnlyError extends Error {
+  override readonly name = 'StoreReadOnlyError'
+  readonly code = 'ERR_STORE_READ_ONLY'
+  readonly kind = 'invalid-argument'
+  constructor(
+    readonly root: string,
+    /** What was asked, e.g. `register`. */
+    readonly operation: string,
+  ) {
+    super(`the layer store at ${root} is open read-only: cannot ${operation}; open it without readOnly to change it`)
+  }
+}
+
+/**
+ * A read-only open of a root that has no store of the driver: the root, its layerdb
+ * (`image/<driver>/layerdb`) or the driver's home is missing. A read-only open creates nothing.
+ */
+export class StoreRootNotFoundError extends Error {
+  override readonly name = 'StoreRootNotFoundError'
+  readonly code = 'ERR_STORE_ROOT_NOT_FOUND'
+  readonly kind = 'not-found'
+  constructor(
+    readonly root: string,
+    /** The missing directory. */
+    readonly missing: string,
+    options?: ErrorOptions,
+  ) {
+    super(`${root} holds no layer store to open read-only: ${missing} is missing or not a directory`, options)
+  }
+}
+
 /** A broken invariant of the layer store (a bug): never swallowed. */
 export class LayerStoreInternalError extends Error {
   override readonly name = 'LayerStoreInternalError'

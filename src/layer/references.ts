@@ -119,6 +119,11 @@ export interface LayerGraph {
   readonly children: ReadonlyMap<ChainID, ChainID[]>
   /** Parent chain ID → names of the RW layers on it. */
   readonly rwLayers: ReadonlyMap<ChainID, string[]>
+  /**
+   * Parent chain ID → live write sets that hold it: registers and RW-layer creates in flight
+   * on it, in any process (metadata's `writeSetParents`). They hold it as a child would.
+   */
+  readonly pendingChildren: ReadonlyMap<ChainID, number>
   /** Layers whose record does not validate; they hold nothing we can see. */
   readonly broken: readonly ChainID[]
 }
@@ -145,6 +150,7 @@ async function mapLimited<T, R>(items: readonly T[], fn: (item: T) => Promise<R>
  * other parents). Call under the store lock.
  */
 export async function scanGraph(metadata: FileMetadataStore, cache: Map<ChainID, GraphLayer> = new Map()): Promise<LayerGraph> {
+  const pendingChildren = await metadata.writeSetParents()
   const listing = await metadata.list()
   const listed = new Set(listing.layers)
   for (const id of [...cache.keys()]) if (!listed.has(id)) cache.delete(id)
@@ -184,5 +190,5 @@ export async function scanGraph(metadata: FileMetadataStore, cache: Map<ChainID,
     mounts.set(record.name, record)
     if (record.parent) rwLayers.set(record.parent, [...(rwLayers.get(record.parent) ?? []), record.name])
   }
-  return { layers, mounts, children, rwLayers, broken }
+  return { layers, mounts, children, rwLayers, pendingChildren, broken }
 }

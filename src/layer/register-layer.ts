@@ -3,19 +3,23 @@
  * safety and short locks):
  *
  * 1. A known diff ID whose chain ID exists: add a reference, leave the input unread. Done.
- * 2. Under the lock: the parent must exist and be shallower than the limit; the session
- *    takes a reference on it, so it cannot be deleted while we work.
- * 3. Outside the lock: open a transaction and record the new cache ID in it **before** the
- *    driver creates that directory (a concurrent orphan scan then leaves it alone, and after a
- *    crash finds it); create; stream the input once into the driver and the tar-split.
- * 4. Write `diff`, `size`, `parent`, our `references.json` (the caller's holder) into the set.
+ * 2. Under the lock: the parent must exist and be shallower than the limit; a transaction is
+ *    opened and the parent written into it, so that the live write set holds the parent (as
+ *    the committed child will; see metadata's write-set-parents.ts) while we work unlocked.
+ *    That hold costs no durable write: it dies with the process, as the set does.
+ * 3. Record the new cache ID in the set (beside the parent, under the same lock) **before**
+ *    the driver creates that directory (a concurrent orphan scan then leaves it alone, and
+ *    after a crash finds it). Outside the lock: create; stream the input once into the
+ *    driver and the tar-split.
+ * 4. Write `diff`, `size`, our `references.json` (the caller's holder) into the set.
  * 5. Under the lock: if the chain ID appeared meanwhile (or existed), reference it and discard
- *    ours; else commit (after a syncfs of the driver's filesystem). Give back the parent hold.
- * 6. On any failure: remove the driver layer, cancel the transaction, give back the parent
- *    hold (which may delete the parent, as moby's release does).
+ *    ours (that layer holds the parent now); else commit (one syncfs of the driver's
+ *    filesystem makes the data and the set durable). Our new record holds the parent.
+ * 6. On any failure: remove the driver layer, cancel the transaction, and delete the parent
+ *    if nothing else holds it any more (as moby's release of the parent would).
  */
 import createDebug from 'debug'
-import type { ChainID, Transaction } from '../metadata/index.js'
+import type { ChainID, JsonObject, Transaction } from '../metadata/index.js'
 import { REFERENCES_FILE, newCacheID, parseChainID, parseDiffID } from '../metadata/index.js'
 import { chainIDOf } from './chain-id.js'
 import { classifyError, LayerDigestMismatchError, MaxDepthExceededError } from './errors.js'
@@ -33,6 +37,14 @@ function discard(input: LayerInput): void {
   if (typeof destroy === 'function') (destroy as () => void).call(input)
 }
 
+/**
+ * Awaits independent writes into a write set; all settle before the first failure is thrown,
+ * so that the cancel that follows a failure races no write.
+ */
+async function settleAll(writes: ReadonlyArray<Promise<void>>): Promise<void> {
+  for (const result of await Promise.allSettled(writes)) if (result.status === 'rejected') throw result.reason
+}
+
 /** What {@link registerLayer} did. */
 export interface RegisterOutcome {
   readonly info: LayerInfo
@@ -48,7 +60,7 @@ export async function registerLayer(
   holder: string,
   options: RegisterOptions,
 ): Promise<RegisterOutcome> {
-  const { driver, metadata, session } = core
+  const { driver, metadata } = core
   const parentID = parent === null ? null : parseChainID(parent)
   const expected = options.diffID === undefined ? undefined : parseDiffID(options.diffID)
 
@@ -67,21 +79,26 @@ export async function registerLayer(
     }
   }
 
-  const parentInfo = parentID === null ? null : await core.exclusive(async () => {
-    const info = await core.describe(parentID)
-    if (info.depth >= core.maxDepth) throw new MaxDepthExceededError(parentID, info.depth, core.maxDepth)
-    await core.addHolder(parentID, session.holder, 1)
-    return info
-  })
-  let parentHeld = parentInfo !== null
-  const parentCache = parentInfo?.cacheID ?? null
   const cacheID = newCacheID()
   let created = false
   let committed = false
+  /** The parent to check after a failure: set once our write set held it. */
+  let heldParent: ChainID | null = null
   let tx: Transaction | undefined
   try {
-    tx = await metadata.startTransaction()
-    await tx.setCacheID(cacheID)
+    const parentInfo = parentID === null ? null : await core.exclusive(async () => {
+      const info = await core.describe(parentID)
+      if (info.depth >= core.maxDepth) throw new MaxDepthExceededError(parentID, info.depth, core.maxDepth)
+      const set = (tx = await metadata.startTransaction())
+      heldParent = parentID
+      await settleAll([set.setParent(parentID), set.setCacheID(cacheID)])
+      return info
+    })
+    if (tx === undefined) {
+      tx = await metadata.startTransaction()
+      await tx.setCacheID(cacheID)
+    }
+    const parentCache = parentInfo?.cacheID ?? null
     await driver.create(cacheID, parentCache)
     created = true
     core.crash('register:after-create')
@@ -106,11 +123,13 @@ export async function registerLayer(
       throw new LayerDigestMismatchError(expected, streamed.diffID, 'register')
     }
     const chainID = chainIDOf(parentID, streamed.diffID)
-    await tx.setDiffID(streamed.diffID)
-    await tx.setSize(streamed.size)
-    if (parentID) await tx.setParent(parentID)
-    if (options.descriptor) await tx.setDescriptor(options.descriptor)
-    await tx.setExtra(REFERENCES_FILE, holdersJson(new Map([[holder, 1]])))
+    // Independent files: written at once (the commit makes them durable together).
+    await settleAll([
+      tx.setDiffID(streamed.diffID),
+      tx.setSize(streamed.size),
+      ...(options.descriptor ? [tx.setDescriptor(options.descriptor)] : []),
+      tx.setExtra(REFERENCES_FILE, holdersJson(new Map([[holder, 1]]))),
+    ])
     core.crash('register:before-commit')
     const txn = tx
     let existed = false
@@ -118,20 +137,27 @@ export async function registerLayer(
       if (await metadata.hasLayer(chainID)) {
         existed = true
         // Registered meanwhile (or a duplicate without a known diff ID): ours is discarded.
+        // That record names the same parent, so it holds the parent in our set's place.
+        heldParent = null
         await core.addHolder(chainID, holder, 1)
         debug('layer %s exists: discarding the copy just extracted', chainID)
-      } else {
-        await txn.commit(chainID, { syncfsPaths: [driver.home] })
-        committed = true
+        core.crash('register:after-commit')
+        return core.describe(chainID)
       }
+      await txn.commit(chainID, { syncfsPaths: [driver.home] })
+      committed = true
       core.crash('register:after-commit')
-      if (parentHeld && parentID) {
-        parentHeld = false
-        // The new layer's record holds the parent now. A failure here only leaves a session
-        // reference (it ends with the session), never a failed register of a committed layer.
-        await core.addHolder(parentID, session.holder, -1).catch((err: unknown) => debug('dropping the hold on %s failed: %s', parentID, err))
+      // What we just wrote, without reading it back.
+      const record = {
+        chainID,
+        diffID: streamed.diffID,
+        size: streamed.size,
+        cacheID,
+        ...(parentID ? { parent: parentID } : {}),
+        // A copy, as a read would give: the caller may change its object later.
+        ...(options.descriptor ? { descriptor: JSON.parse(JSON.stringify(options.descriptor)) as JsonObject } : {}),
       }
-      return core.describe(chainID)
+      return core.describeRecord(record, parentInfo)
     })
     debug('registered %s (diff %s, %d bytes, %s)', info.chainID, info.diffID, streamed.bytes, streamed.compression)
     return { info, existed }
@@ -143,7 +169,11 @@ export async function registerLayer(
       if (created) await driver.remove(cacheID).catch((err: unknown) => debug('removing %s failed: %s', cacheID, err))
       await tx?.cancel().catch((err: unknown) => debug('cancelling %s failed: %s', tx?.path, err))
     }
-    // Never masks the operation's own error; a hold that stays ends with the session.
-    if (parentHeld && parentID) await core.dropHolder(parentID, session.holder).catch((err: unknown) => debug('giving back %s failed: %s', parentID, err))
+    // Our set held the parent; without it, the parent may be unheld now. Never masks the
+    // operation's own error: a parent left behind is deleted by the next release or cleanup.
+    const parent: ChainID | null = heldParent
+    if (!committed && parent !== null) {
+      await core.deleteIfUnheld(parent).catch((err: unknown) => debug('deleting the unheld %s failed: %s', parent, err))
+    }
   }
 }

@@ -10,9 +10,9 @@
  */
 import createDebug from 'debug'
 import type { Driver } from '../graphdriver/index.js'
-import type { ChainID, FileMetadataStore, RemovalMark, StoreLock } from '../metadata/index.js'
+import type { ChainID, FileMetadataStore, LayerRecord, RemovalMark, StoreLock } from '../metadata/index.js'
 import type { StoreCrashHook, StoreCrashPoint } from './crash-points.js'
-import { LayerStoreClosedError } from './errors.js'
+import { LayerStoreClosedError, StoreReadOnlyError } from './errors.js'
 import type { LayerInfo, LayerMetadata } from './layer.js'
 import { adjust, readHolders, scanGraph, writeHolders } from './references.js'
 import type { GraphLayer, LayerGraph } from './references.js'
@@ -41,8 +41,12 @@ export interface StoreCoreParts {
   readonly root: string
   readonly driver: Driver
   readonly metadata: FileMetadataStore
-  readonly lock: StoreLock
-  readonly session: Session
+  /** Undefined: take no lock at all (a read-only store on a root no layerstore writes). */
+  readonly lock: StoreLock | undefined
+  /** Undefined in a read-only store: a session writes its owner file. */
+  readonly session: Session | undefined
+  /** A read-only store: `exclusive` (every change) fails with `StoreReadOnlyError`. */
+  readonly readOnly?: boolean
   readonly wait: boolean
   readonly maxDepth: number
   readonly crash?: StoreCrashHook | undefined
@@ -53,9 +57,11 @@ export class StoreCore {
   readonly root: string
   readonly driver: Driver
   readonly metadata: FileMetadataStore
-  readonly session: Session
   readonly maxDepth: number
-  readonly #lock: StoreLock
+  /** True for a read-only store (see `StoreCoreParts.readOnly`). */
+  readonly readOnly: boolean
+  readonly #session: Session | undefined
+  readonly #lock: StoreLock | undefined
   readonly #wait: boolean
   readonly #crash: StoreCrashHook | undefined
   /** `chainID/cacheID` → description: immutable while that incarnation of the layer exists. */
@@ -68,11 +74,23 @@ export class StoreCore {
     this.root = parts.root
     this.driver = parts.driver
     this.metadata = parts.metadata
-    this.session = parts.session
+    this.#session = parts.session
+    this.readOnly = parts.readOnly ?? false
     this.maxDepth = parts.maxDepth
     this.#lock = parts.lock
     this.#wait = parts.wait
     this.#crash = parts.crash
+  }
+
+  /** The session. @throws StoreReadOnlyError in a read-only store, which has none. */
+  get session(): Session {
+    if (!this.#session) throw new StoreReadOnlyError(this.root, 'take references')
+    return this.#session
+  }
+
+  /** @throws StoreReadOnlyError in a read-only store. */
+  checkWritable(operation: string): void {
+    if (this.readOnly) throw new StoreReadOnlyError(this.root, operation)
   }
 
   /** True once `close()` began. */
@@ -93,18 +111,24 @@ export class StoreCore {
   /** Runs `fn` under the exclusive store lock (`StoreLockedError` if busy and not waiting). */
   exclusive<T>(fn: () => Promise<T>): Promise<T> {
     this.checkOpen()
-    return this.#lock.withExclusive(fn, { wait: this.#wait })
+    return this.#writableLock().withExclusive(fn, { wait: this.#wait })
   }
 
   /** Runs `fn` under the shared store lock. */
   shared<T>(fn: () => Promise<T>): Promise<T> {
     this.checkOpen()
-    return this.#lock.withShared(fn, { wait: this.#wait })
+    return this.#lock ? this.#lock.withShared(fn, { wait: this.#wait }) : fn()
   }
 
   /** Runs `fn` under the exclusive lock even after `close()` began (for `close` itself). */
   exclusiveWhileClosing<T>(fn: () => Promise<T>): Promise<T> {
-    return this.#lock.withExclusive(fn, { wait: true })
+    return this.#writableLock().withExclusive(fn, { wait: true })
+  }
+
+  #writableLock(): StoreLock {
+    this.checkWritable('change it')
+    if (!this.#lock) throw new StoreReadOnlyError(this.root, 'change it')
+    return this.#lock
   }
 
   /** Calls the crash hook (tests). */
@@ -119,12 +143,24 @@ export class StoreCore {
    * @throws LayerDoesNotExistError, CorruptMetadataError
    */
   async describe(chainID: ChainID): Promise<LayerInfo> {
+    // The cache ID names the incarnation: one small read instead of the whole record when
+    // this one was described before (a register describes its parent every time).
+    const cacheID = await this.metadata.peekCacheID(chainID)
+    const cached = cacheID === undefined ? undefined : this.#infos.get(`${chainID}/${cacheID}`)
+    if (cached) return cached
     const record = await this.metadata.getLayer(chainID)
-    const key = `${record.chainID}/${record.cacheID}`
-    const known = this.#infos.get(key)
+    const known = this.#infos.get(`${record.chainID}/${record.cacheID}`)
     if (known) return known
     // A parent exists as long as its child does, in the incarnation the child was made on.
-    const parent = record.parent ? await this.describe(record.parent) : null
+    return this.describeRecord(record, record.parent ? await this.describe(record.parent) : null)
+  }
+
+  /**
+   * Describes a layer from its record and its parent's description, and caches that: for a
+   * record this process just committed, which it need not read back.
+   */
+  describeRecord(record: LayerRecord, parent: LayerInfo | null): LayerInfo {
+    const key = `${record.chainID}/${record.cacheID}`
     const info: LayerInfo = Object.freeze({
       chainID: record.chainID,
       diffID: record.diffID,
@@ -138,6 +174,22 @@ export class StoreCore {
     if (this.#infos.size >= INFO_CACHE_LIMIT) this.#infos.clear()
     this.#infos.set(key, info)
     return info
+  }
+
+  /**
+   * Deletes a layer (and then its ancestors) if nothing holds it any more: after a failed
+   * register or RW-layer create cancelled the write set that held it (another process may
+   * have released it meanwhile, as moby's release on a failed register would).
+   */
+  async deleteIfUnheld(chainID: ChainID): Promise<LayerMetadata[]> {
+    const victims = await this.exclusiveWhileClosing(async () => {
+      if (!(await this.metadata.hasLayer(chainID))) return []
+      const holders = await readHolders(this.metadata, { layer: chainID })
+      if (holders === undefined || (await this.anyAlive(holders))) return []
+      return this.markUnheld(await this.graph(), [chainID])
+    })
+    await this.removeVictims(victims)
+    return victims.map((v) => v.metadata)
   }
 
   /** Reads who holds whom (see `scanGraph`). Under the store lock. */
@@ -155,7 +207,7 @@ export class StoreCore {
   /**
    * Under the exclusive lock: marks each of `starts` (and then its ancestors, for as long as
    * the same holds) for deletion if nothing holds it: no live holder, no child layer left, no
-   * RW layer. A layer without `references.json` (made by moby) is never taken: its holders
+   * RW layer, no live write set (a register in flight on it). A layer without `references.json` (made by moby) is never taken: its holders
    * are not ours to know. Returns the marked layers, children before parents.
    */
   async markUnheld(graph: LayerGraph, starts: Iterable<ChainID>): Promise<Victim[]> {
@@ -169,6 +221,7 @@ export class StoreCore {
         if (!record) break
         if ((graph.children.get(current) ?? []).some((child) => !gone.has(child))) break
         if ((graph.rwLayers.get(current) ?? []).length > 0) break
+        if ((graph.pendingChildren.get(current) ?? 0) > 0) break
         const holders = await readHolders(this.metadata, { layer: current })
         if (holders === undefined) break
         let held = false

@@ -5,7 +5,7 @@
  * (Node opens every descriptor with O_CLOEXEC already, so none leaks into child processes.)
  */
 import { constants } from 'node:fs'
-import { lstat, open, readFile, rename, rm } from 'node:fs/promises'
+import { lstat, open, readFile, rename, rm, stat } from 'node:fs/promises'
 import { isKindedError } from '../errors.js'
 import { syncfs } from '../native/index.js'
 import { MetadataIOError } from './errors.js'
@@ -22,13 +22,17 @@ export function ioError(op: string, path: string, err: unknown): Error {
   return new MetadataIOError(op, path, errnoOf(err), { cause: err })
 }
 
-/** Writes a whole file (0644, truncating) and fsyncs it before closing, as moby's setters do. */
-export async function writeFileSynced(path: string, data: string | Buffer): Promise<void> {
+/**
+ * Writes a whole file (0644, truncating) and, unless `sync` is false, fsyncs it before
+ * closing, as moby's setters do. Unsynced writes are for files whose durability the caller
+ * ensures later, all at once (a transaction's write set, covered by one `syncfs`).
+ */
+export async function writeFileSynced(path: string, data: string | Buffer, sync = true): Promise<void> {
   let handle
   try {
     handle = await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC, 0o644)
     await handle.writeFile(data)
-    await handle.sync()
+    if (sync) await handle.sync()
   } catch (err) {
     throw ioError('write', path, err)
   } finally {
@@ -46,6 +50,28 @@ export async function fsyncDir(path: string): Promise<void> {
     throw ioError('fsync', path, err)
   } finally {
     await handle?.close()
+  }
+}
+
+/** fsyncs a regular file that was written without syncing (see `writeFileSynced`). */
+export async function fsyncFile(path: string): Promise<void> {
+  let handle
+  try {
+    handle = await open(path, constants.O_RDONLY)
+    await handle.sync()
+  } catch (err) {
+    throw ioError('fsync', path, err)
+  } finally {
+    await handle?.close()
+  }
+}
+
+/** The device number of the filesystem holding `path` (to tell whether one `syncfs` covers it). */
+export async function deviceOf(path: string): Promise<number> {
+  try {
+    return (await stat(path)).dev
+  } catch (err) {
+    throw ioError('stat', path, err)
   }
 }
 
@@ -90,7 +116,9 @@ export async function renamePath(from: string, to: string): Promise<void> {
  * filesystem), renamed over `target`, then `target`'s directory fsynced (unless `syncDir` is
  * false because the caller fsyncs it later, once for several names). A crash leaves the old
  * or the new content, and at worst an orphan at `tempPath`. `beforeRename` is a crash-point
- * seam for tests.
+ * seam for tests. `syncFile` false skips the file's fsync too: the rename is then atomic for
+ * readers but not durable, for a caller that makes the whole directory durable later (a
+ * write set, before its commit renames it).
  */
 export async function replaceFile(
   tempPath: string,
@@ -99,9 +127,10 @@ export async function replaceFile(
   data: string | Buffer,
   syncDir = true,
   beforeRename?: () => void,
+  syncFile = true,
 ): Promise<void> {
   try {
-    await writeFileSynced(tempPath, data)
+    await writeFileSynced(tempPath, data, syncFile)
     beforeRename?.()
     await renamePath(tempPath, target)
   } catch (err) {

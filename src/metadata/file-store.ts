@@ -21,8 +21,8 @@ import {
   MetadataStoreStateError,
   MountDoesNotExistError,
 } from './errors.js'
-import { isDigestHex, parseChainID } from './ids.js'
-import type { ChainID } from './ids.js'
+import { isDigestHex, parseCacheID, parseChainID } from './ids.js'
+import type { CacheID, ChainID } from './ids.js'
 import type { JsonValue } from './json.js'
 import { isJsonObject } from './json.js'
 import { LAYER_FILES, LayerDbLayout, REFERENCES_FILE, checkExtraFileName, checkMountName } from './layout.js'
@@ -34,6 +34,7 @@ import type { LayerRecord, MountRecord } from './record-reader.js'
 import { deleteMarked, renameToRemoving } from './removal-mark.js'
 import type { RemovalMark } from './removal-mark.js'
 import { Transaction } from './transaction.js'
+import { scanWriteSetParents } from './write-set-parents.js'
 
 const debug = createDebug('layerstore:metadata')
 
@@ -148,6 +149,21 @@ export class FileMetadataStore {
     return readLayerRecord(this.layout, chainID)
   }
 
+  /**
+   * Reads only a committed layer's `cache-id`: one small read that tells which incarnation of
+   * the layer a record read earlier belongs to. Undefined when the layer or the file is
+   * missing or the ID is malformed (a full `getLayer` then says what is wrong).
+   */
+  async peekCacheID(chainID: ChainID): Promise<CacheID | undefined> {
+    this.#checkOpen()
+    const bytes = await readOptional(this.layout.layerFile(parseChainID(chainID), LAYER_FILES.cacheID)).catch(() => undefined)
+    try {
+      return bytes === undefined ? undefined : parseCacheID(bytes.toString('utf8'))
+    } catch {
+      return undefined
+    }
+  }
+
   /** Reads a committed RW layer (see `readMountRecord` for the errors). */
   async getMount(name: string): Promise<MountRecord> {
     this.#checkOpen()
@@ -191,6 +207,15 @@ export class FileMetadataStore {
       throw ioError('mkdir', path, err)
     }
     return new Transaction(this.layout, path, this.#crash)
+  }
+
+  /**
+   * The layers that live write sets hold as their parent, with how many sets hold each (see
+   * write-set-parents.ts). Call under the store lock.
+   */
+  async writeSetParents(): Promise<Map<ChainID, number>> {
+    this.#checkOpen()
+    return scanWriteSetParents(this.layout, new OwnerProbe(this.layout, this.#owner?.id))
   }
 
   /**

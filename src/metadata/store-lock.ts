@@ -19,7 +19,7 @@ import { mkdir, open } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import createDebug from 'debug'
 import { lockFile } from '../native/index.js'
-import { ioError } from './durable-fs.js'
+import { errnoOf, ioError } from './durable-fs.js'
 import { LockNotHeldError, StoreLockedError } from './errors.js'
 import { storeLockPath } from './layout.js'
 
@@ -229,10 +229,15 @@ export class StoreLock {
   async #kernelLock(mode: LockMode, wait: boolean, signal: AbortSignal | undefined): Promise<void> {
     await this.#closing
     let handle: FileHandle
+    // O_RDWR: an OFD write lock needs a descriptor open for writing.
+    const openLockFile = (): Promise<FileHandle> => open(this.path, constants.O_RDWR | constants.O_CREAT, 0o600)
     try {
-      await mkdir(dirname(this.path), { recursive: true, mode: 0o700 })
-      // O_RDWR: an OFD write lock needs a descriptor open for writing.
-      handle = await open(this.path, constants.O_RDWR | constants.O_CREAT, 0o600)
+      // The root exists but on first use: make it only then (two syscalls fewer per lock).
+      handle = await openLockFile().catch(async (err: unknown) => {
+        if (errnoOf(err) !== 'ENOENT') throw err
+        await mkdir(dirname(this.path), { recursive: true, mode: 0o700 })
+        return openLockFile()
+      })
     } catch (err) {
       throw ioError('open', this.path, err)
     }

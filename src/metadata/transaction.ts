@@ -14,7 +14,17 @@ import createDebug from 'debug'
 import { renameat2 } from '../native/index.js'
 import { JsonPacker } from '../tarsplit/index.js'
 import type { CrashPoint, CrashPointHook } from './crash-points.js'
-import { fsyncDir, ioError, errnoOf, pathExists, removeTree, replaceFile, syncFilesystemOf } from './durable-fs.js'
+import {
+  deviceOf,
+  errnoOf,
+  fsyncDir,
+  fsyncFile,
+  ioError,
+  removeTree,
+  replaceFile,
+  syncFilesystemOf,
+  writeFileSynced,
+} from './durable-fs.js'
 import {
   IncompleteTransactionError,
   LayerAlreadyExistsError,
@@ -29,12 +39,21 @@ import type { LayerDbLayout } from './layout.js'
 
 const debug = createDebug('layerstore:metadata')
 
+/**
+ * The files other processes read from a live write set (the orphan scan reads the driver
+ * IDs, the layer store's graph the parent it holds): replaced atomically, so that a reader
+ * sees nothing or the whole value. The others are written in place: nobody reads them
+ * before the commit.
+ */
+const SCANNED_FILES: ReadonlySet<string> = new Set([LAYER_FILES.cacheID, LAYER_FILES.parent, MOUNT_FILES.mountID, MOUNT_FILES.initID])
+
 /** Options of {@link Transaction.commit} and {@link Transaction.commitMount}. */
 export interface CommitOptions {
   /**
    * Paths on filesystems to flush with one `syncfs(2)` each before the record is published:
    * the driver directories holding this layer's data. The metadata becomes visible only once
-   * the data it describes is durable.
+   * the data it describes is durable. When the write set lives on one of these filesystems,
+   * that `syncfs` makes the set durable too and its files are not fsynced one by one.
    */
   readonly syncfsPaths?: readonly string[]
 }
@@ -49,8 +68,11 @@ export type TransactionState = 'open' | 'committing' | 'committed' | 'cancelled'
  * scan of a concurrent process reads them from this live set and leaves those directories
  * alone; once this process dies they become orphans and are reported.
  *
- * Every setter replaces its file atomically inside the set (fsynced), so a scan reads either
- * nothing or the whole value.
+ * The files a concurrent scan reads (driver IDs, `parent`) are replaced atomically inside the
+ * set, so a scan reads either nothing or the whole value. Nothing is fsynced while the set is
+ * filled: the commit makes the whole set durable at once, before the rename that publishes it
+ * (by the driver's `syncfs` when the set is on the same filesystem, else one fsync per file
+ * and one of the set's directory).
  */
 export class Transaction {
   /** The write-set directory (for logs). */
@@ -118,14 +140,14 @@ export class Transaction {
 
   /**
    * Opens `tar-split.json.gz` for writing. The bytes given are stored as they are: pass gzip
-   * (moby's migration path), or use {@link tarSplitPacker} which gzips. The file is fsynced
-   * when the stream ends; `commit` refuses to run while it is still open.
+   * (moby's migration path), or use {@link tarSplitPacker} which gzips. The file is made
+   * durable by the commit, with the rest of the set; `commit` refuses to run while it is
+   * still open.
    */
   tarSplitWriter(): Writable {
     this.#checkOpen('tarSplitWriter')
     const path = `${this.path}/${LAYER_FILES.tarSplit}`
-    // `flush` fsyncs before close: the commit must not publish a tar-split that is not on disk.
-    const stream = createWriteStream(path, { flags: 'w', mode: 0o644, flush: true })
+    const stream = createWriteStream(path, { flags: 'w', mode: 0o644 })
     const writer = { stream, done: finished(stream) }
     writer.done.then(
       () => this.#written.add(LAYER_FILES.tarSplit),
@@ -141,8 +163,9 @@ export class Transaction {
   }
 
   /**
-   * Publishes the set as the committed layer `chainID`: syncs the driver data, fsyncs the set,
-   * renames it to `sha256/<hex>` (never over an existing record) and fsyncs `sha256/`.
+   * Publishes the set as the committed layer `chainID`: syncs the driver data and the set (see
+   * {@link CommitOptions}), renames it to `sha256/<hex>` (never over an existing record) and
+   * fsyncs `sha256/`.
    *
    * @throws IncompleteTransactionError when `diff`, `size` or `cache-id` is missing, or
    *   `mount-id` was set (a mount record).
@@ -214,11 +237,16 @@ export class Transaction {
         })
       }
       check(this.#written)
-      if (await pathExists(target)) throw conflict()
-      for (const path of options.syncfsPaths ?? []) await syncFilesystemOf(path)
+      // No existence check first: the rename below refuses to replace a record (and a
+      // conflict, which is rare, only costs the syncs done for nothing).
+      const synced = await syncFilesystems(options.syncfsPaths ?? [])
       this.#crashAt(`${step}:before-sync`)
-      // The set's own entries must be durable before the rename makes them reachable.
-      await fsyncDir(this.path)
+      // The set's files and entries must be durable before the rename makes them reachable.
+      // A syncfs of the set's filesystem, after every file was written, did that already.
+      if (!synced.has(await deviceOf(this.path))) {
+        await Promise.all([...this.#written].map((file) => fsyncFile(`${this.path}/${file}`)))
+        await fsyncDir(this.path)
+      }
       this.#crashAt(`${step}:before-rename`)
       try {
         renameat2(this.path, target, 'noreplace')
@@ -239,9 +267,12 @@ export class Transaction {
 
   async #write(file: string, data: string): Promise<void> {
     this.#checkOpen(`write ${file}`)
-    const temp = `${this.path}/.${file}.${randomBytes(6).toString('hex')}.tmp`
-    // fsyncing the set's directory is left to commit: one fsync for all the names.
-    const done = replaceFile(temp, `${this.path}/${file}`, this.path, data, false).then(() => {
+    const path = `${this.path}/${file}`
+    // Durability is left to commit: one syncfs (or one pass of fsyncs) for the whole set.
+    const write = SCANNED_FILES.has(file)
+      ? replaceFile(`${this.path}/.${file}.${randomBytes(6).toString('hex')}.tmp`, path, this.path, data, false, undefined, false)
+      : writeFileSynced(path, data, false)
+    const done = write.then(() => {
       this.#written.add(file)
     })
     this.#pending.add(done)
@@ -259,6 +290,18 @@ export class Transaction {
   #crashAt(point: CrashPoint): void {
     this.#crash?.(point)
   }
+}
+
+/** syncfs once per filesystem among `paths`; returns the device numbers flushed. */
+async function syncFilesystems(paths: readonly string[]): Promise<Set<number>> {
+  const synced = new Set<number>()
+  for (const path of paths) {
+    const dev = await deviceOf(path)
+    if (synced.has(dev)) continue
+    await syncFilesystemOf(path)
+    synced.add(dev)
+  }
+  return synced
 }
 
 function dirnameOf(path: string): string {

@@ -7,6 +7,7 @@
  * - `crash`: run one scenario against a store, dying at `point` (exit 0 if never reached).
  * - `lock`: take the store lock in `lockMode`, print `locked`, and hold it until killed.
  * - `intent`: open a store, start a transaction naming `cacheID`, print `ready`, and wait.
+ * - `commit`: commit `layer` with `syncfsPaths` and exit (traced by commit-sync.test.ts).
  */
 import { FileMetadataStore, StoreLock } from '../../src/metadata/index.js'
 import type { CacheID, ChainID, CrashPoint, MountID } from '../../src/metadata/index.js'
@@ -28,6 +29,7 @@ type Config =
     }
   | { mode: 'lock'; path: string; lockMode: 'shared' | 'exclusive' }
   | { mode: 'intent'; root: string; driver: string; cacheID: CacheID }
+  | { mode: 'commit'; root: string; driver: string; layer: TestLayer; syncfsPaths: string[] }
 
 const config = JSON.parse(process.env['LAYERSTORE_TEST_CHILD'] ?? '{}') as Config
 
@@ -84,6 +86,12 @@ async function main(): Promise<void> {
       await tx.setCacheID(config.cacheID)
       process.stdout.write('ready\n')
       holdForever()
+      break
+    }
+    case 'commit': {
+      const store = await FileMetadataStore.open(config.root, config.driver)
+      await commitLayer(store, config.layer, { syncfsPaths: config.syncfsPaths })
+      await store.close()
       break
     }
   }

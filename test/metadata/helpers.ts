@@ -18,7 +18,7 @@ import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { build } from 'esbuild'
-import type { CacheID, ChainID, DiffID, FileMetadataStore, JsonObject } from '../../src/metadata/index.js'
+import type { CacheID, ChainID, CommitOptions, DiffID, FileMetadataStore, JsonObject } from '../../src/metadata/index.js'
 
 const HERE = dirname(fileURLToPath(import.meta.url))
 export const REPO_ROOT = resolve(HERE, '..', '..')
@@ -38,6 +38,9 @@ export async function buildChild(): Promise<void> {
     format: 'esm',
     target: 'node20',
     logLevel: 'error',
+    // native's koffiModuleURL resolves koffi from import.meta.url (for the syncfs worker):
+    // from the repository, not from the bundle's temp dir.
+    define: { 'import.meta.url': JSON.stringify(pathToFileURL(join(REPO_ROOT, 'src', 'native', 'libc.ts')).href) },
     plugins: [
       {
         name: 'npm-packages-by-absolute-path',
@@ -105,7 +108,7 @@ export function testLayer(seed: string, parent?: ChainID): TestLayer {
 }
 
 /** Commits `layer` with a small gzipped tar-split. */
-export async function commitLayer(store: FileMetadataStore, layer: TestLayer): Promise<void> {
+export async function commitLayer(store: FileMetadataStore, layer: TestLayer, options?: CommitOptions): Promise<void> {
   const tx = await store.startTransaction()
   try {
     await tx.setDiffID(layer.diffID)
@@ -117,7 +120,7 @@ export async function commitLayer(store: FileMetadataStore, layer: TestLayer): P
     await packer.add({ type: 2, payload: Buffer.alloc(512, 7) })
     await packer.add({ type: 1, name: Buffer.from('a.txt'), size: 0, payload: null })
     await packer.finish()
-    await tx.commit(layer.chainID)
+    await tx.commit(layer.chainID, options)
   } finally {
     await tx.cancel()
   }
@@ -139,9 +142,15 @@ export interface RunningChild {
   done: Promise<ChildResult>
 }
 
-export function startChild(config: object): RunningChild {
+/** The command line of a child (to run it under another program, e.g. strace). */
+export function childArgv(): string[] {
   if (!childBundle) throw new Error('call buildChild() in beforeAll first')
-  const child = spawn(process.execPath, [childBundle.file], {
+  return [process.execPath, childBundle.file]
+}
+
+export function startChild(config: object, wrapper: readonly string[] = []): RunningChild {
+  const [command, ...args] = [...wrapper, ...childArgv()]
+  const child = spawn(command!, args, {
     cwd: REPO_ROOT,
     env: { ...process.env, LAYERSTORE_TEST_CHILD: JSON.stringify(config) },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -178,6 +187,6 @@ export function startChild(config: object): RunningChild {
   }
 }
 
-export function runChild(config: object): Promise<ChildResult> {
-  return startChild(config).done
+export function runChild(config: object, wrapper: readonly string[] = []): Promise<ChildResult> {
+  return startChild(config, wrapper).done
 }
