@@ -5,6 +5,7 @@ export const GLOBAL_OPTIONS: Readonly<Record<string, OptionSpec>> = {
   root: { type: 'string', arg: 'DIR', help: 'store root (default $LAYERSTORE_ROOT or /var/lib/layerstore)' },
   driver: { type: 'string', arg: 'NAME', help: 'graph driver (default: what the root uses, else auto-select)' },
   'driver-plugin': { type: 'string', multiple: true, arg: 'MODULE', help: 'load a third-party driver module (repeatable)' },
+  'read-only': { type: 'boolean', help: 'open the store without changing it (e.g. a Docker root: --driver overlay2)' },
   json: { type: 'boolean', help: 'machine-readable output on stdout' },
   'no-wait': { type: 'boolean', help: 'fail (exit 5) instead of waiting when another process holds the store lock' },
   debug: { type: 'boolean', help: 'log layerstore:* debug messages to stderr' },

@@ -40,6 +40,7 @@ export async function withStore<T>(
     ...(Array.isArray(plugins) ? { driverPlugins: plugins } : {}),
     // A script that cannot wait gets exit status 5 at once instead of blocking.
     waitForLock: ctx.values['no-wait'] !== true,
+    ...(ctx.values['read-only'] === true ? { readOnly: true } : {}),
   })
   try {
     return await fn(store)

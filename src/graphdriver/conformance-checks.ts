@@ -159,6 +159,48 @@ const readOnly: ConformanceCheck = {
   },
 }
 
+const readOnlyViewOfRW: ConformanceCheck = {
+  title: 'get(id, { readOnly: true }) of a read-write layer is read-only (EROFS) and changes nothing',
+  async run(env: CheckEnv) {
+    const d = env.driver
+    if (!d.capabilities.readOnlyLayers) env.skip('the driver declares capabilities.readOnlyLayers = false')
+    await makeLayer(d, 'ro', null, [{ name: 'f', content: 'parent' }])
+    for (const [rw, parent] of [['rw', 'ro'], ['rwbase', null]] as const) {
+      await d.createReadWrite(rw, parent)
+      await withView(d, rw, async (p) => writeFile(join(p, 'own'), 'mine'))
+      const before = await snapshotTree(d.home, { ignoreDirTimes: true })
+      const p = await d.get(rw, { readOnly: true })
+      try {
+        await rejectsWithCode(writeFile(join(p, 'new'), 'x'), 'EROFS')
+        await rejectsWithCode(open(join(p, 'own'), 'r+'), 'EROFS')
+        expect(await readFile(join(p, 'own'), 'utf8')).toBe('mine')
+        if (parent) expect(await readFile(join(p, 'f'), 'utf8')).toBe('parent')
+        // The other view while this one is out: refused, or (at another path) writable.
+        const other = await d.get(rw).then(
+          (path) => path,
+          (err: unknown) => {
+            expect(err).toMatchObject({ code: 'ERR_DRIVER_MOUNT_MODE_CONFLICT', kind: 'conflict' })
+            return undefined
+          },
+        )
+        if (other !== undefined) {
+          expect(other).not.toBe(p)
+          await d.put(rw)
+        }
+        await rejectsWithCode(writeFile(join(p, 'new'), 'x'), 'EROFS')
+      } finally {
+        await d.put(rw)
+      }
+      expect(diffTrees(before, await snapshotTree(d.home, { ignoreDirTimes: true }))).toEqual([])
+      // Writable again once the read-only view is given back; the read-only one wrote nothing.
+      await withView(d, rw, async (p) => {
+        expect(await names(p)).toEqual(parent ? ['f', 'own'] : ['own'])
+        await writeFile(join(p, 'later'), 'y')
+      })
+    }
+  },
+}
+
 const getPutCounting: ConformanceCheck = {
   title: 'get and put are counted: mount once, unmount once',
   async run({ driver: d }: CheckEnv) {
@@ -310,6 +352,7 @@ export const BASIC_CHECKS: readonly ConformanceCheck[] = [
   createBaseAndSnap,
   misuse,
   readOnly,
+  readOnlyViewOfRW,
   getPutCounting,
   removeInUse,
   listLiveLayers,

@@ -75,6 +75,16 @@ export interface GetOptions {
    * layer's view is read-only (if `capabilities.readOnlyLayers`).
    */
   readonly writable?: boolean
+  /**
+   * Ask for a **read-only** view even of a read-write layer (a container's layer looked at,
+   * `layerctl mount --ro`): every write through it fails with `EROFS`, and nothing in the
+   * layer changes (overlay: no upper dir, the layer's `diff/` becomes the top lower). Takes
+   * precedence over `writable`. Needs `capabilities.readOnlyLayers`, else
+   * `ReadOnlyNotSupportedError`. While a view of the layer is held, a `get` for the other
+   * kind of view of the same mount point is `MountModeConflictError` (a driver whose two
+   * views live at different paths, as vfs's, may hand out both).
+   */
+  readonly readOnly?: boolean
 }
 
 /**
@@ -83,8 +93,9 @@ export interface GetOptions {
  */
 export interface DriverCapabilities {
   /**
-   * `get` of a read-only layer (made with `create`) gives a view where every write fails
-   * with `EROFS`. False: the view is writable and callers must behave.
+   * `get` of a read-only layer (made with `create`), and `get(id, { readOnly: true })` of any
+   * layer, give a view where every write fails with `EROFS`. False: the view is writable and
+   * callers must behave, and `get(id, { readOnly: true })` is `ReadOnlyNotSupportedError`.
    */
   readonly readOnlyLayers: boolean
   /**
@@ -297,6 +308,22 @@ export interface DriverFactory {
    * empty (overlay's `l/`, vfs's `dir/`) should say better.
    */
   holdsLayers?(home: string): Promise<boolean>
+  /**
+   * Optional: an instance on an existing home for a **read-only** store
+   * (`LayerStore.open({ readOnly: true })`, e.g. a Docker data root): it must create, write,
+   * sweep, probe-mount and mount nothing, at open or later. The store then only calls
+   * `exists`, `list`, `status`, `getMetadata`, the diff half's reads (`changes`, `diffSize`,
+   * `diff`) and `diffGetter`, and `cleanup` never; so reads must not need a mount (a naive
+   * driver's `get` must return a plain directory). Without it, a read-only open of this
+   * driver is `ReadOnlyNotSupportedError`: a factory that only creates cannot promise this.
+   */
+  openReadOnly?(options: DriverInitOptions): Promise<ProtoDriver | Driver>
+  /**
+   * True: the driver reads another engine's root (e.g. `overlay2`, Docker's) and is opened
+   * read-only only. A writable store asking for it, by name or as the root's prior driver,
+   * is refused with `DriverReadOnlyOnlyError` before it creates anything under the root.
+   */
+  readonly readOnlyOnly?: boolean
 }
 
 /**

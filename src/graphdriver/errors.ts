@@ -109,6 +109,63 @@ export class LayerMountError extends Error {
   }
 }
 
+/**
+ * A `get` asked for one view of a layer (read-only or writable) while its mount point is
+ * held, by this or another process, with the other one. Nothing changed; put (or unmount)
+ * the other view first.
+ */
+export class MountModeConflictError extends Error {
+  override readonly name = 'MountModeConflictError'
+  readonly code = 'ERR_DRIVER_MOUNT_MODE_CONFLICT'
+  readonly kind = 'conflict'
+  constructor(
+    readonly driver: string,
+    readonly id: string,
+    readonly mountPoint: string,
+    /** True when the read-only view was asked for (and a writable one is mounted). */
+    readonly wantedReadOnly: boolean,
+  ) {
+    super(
+      `${driver}: layer ${id} is mounted ${wantedReadOnly ? 'writable' : 'read-only'} at ${mountPoint}; ` +
+        `put (unmount) that view before asking for a ${wantedReadOnly ? 'read-only' : 'writable'} one`,
+    )
+  }
+}
+
+/**
+ * Read-only use the driver cannot honour. `what: 'open'`: a read-only open (the factory has
+ * no `openReadOnly`), or a write or mount asked of a driver opened read-only. `what: 'view'`:
+ * `get(id, { readOnly: true })` where `capabilities.readOnlyLayers` is false.
+ */
+export class ReadOnlyNotSupportedError extends Error {
+  override readonly name = 'ReadOnlyNotSupportedError'
+  readonly code = 'ERR_DRIVER_READ_ONLY_NOT_SUPPORTED'
+  readonly kind = 'not-supported'
+  constructor(
+    readonly driver: string,
+    readonly what: 'open' | 'view',
+    reason: string,
+  ) {
+    super(`${driver}: ${reason}`)
+  }
+}
+
+/**
+ * A writable store asked for a driver that only reads another engine's root (`overlay2`, a
+ * Docker data root): refused before anything under the root is created. Open it read-only.
+ */
+export class DriverReadOnlyOnlyError extends Error {
+  override readonly name = 'DriverReadOnlyOnlyError'
+  readonly code = 'ERR_DRIVER_READ_ONLY_ONLY'
+  readonly kind = 'invalid-argument'
+  constructor(
+    readonly driver: string,
+    readonly home: string,
+  ) {
+    super(`${driver} at ${home} is another engine's layout, which layerstore opens read-only only: open it with readOnly (layerctl --read-only)`)
+  }
+}
+
 /** The mount counter was asked to release a path it does not hold (and no mount exists). */
 export class MountNotHeldError extends Error {
   override readonly name = 'MountNotHeldError'

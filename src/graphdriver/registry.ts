@@ -14,9 +14,9 @@ import { isAbsolute, resolve as resolvePath } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import createDebug from 'debug'
 import { isKindedError } from '../errors.js'
-import type { Driver, DriverFactory, DriverInitOptions } from './driver.js'
+import type { Driver, DriverFactory, DriverInitOptions, ProtoDriver } from './driver.js'
 import { isDiffDriver } from './driver.js'
-import { DriverAlreadyRegisteredError, DriverInitError, PluginLoadError, UnknownDriverError } from './errors.js'
+import { DriverAlreadyRegisteredError, DriverInitError, PluginLoadError, ReadOnlyNotSupportedError, UnknownDriverError } from './errors.js'
 import { naiveDiff } from './naive-diff.js'
 
 const debug = createDebug('layerstore:graphdriver')
@@ -114,9 +114,27 @@ export class DriverRegistry {
    */
   async create(name: string, options: DriverInitOptions): Promise<Driver> {
     const factory = this.get(name)
+    return this.#start(name, options, () => factory.create(options))
+  }
+
+  /**
+   * Starts driver `name` on an existing `options.home` for a read-only store, through its
+   * factory's `openReadOnly` (which creates, probes and mounts nothing). Errors as
+   * {@link create}, plus `ReadOnlyNotSupportedError` when the factory has no `openReadOnly`.
+   */
+  async createReadOnly(name: string, options: DriverInitOptions): Promise<Driver> {
+    const factory = this.get(name)
+    const open = factory.openReadOnly
+    if (typeof open !== 'function') {
+      throw new ReadOnlyNotSupportedError(name, 'open', 'cannot be opened read-only: its factory has no openReadOnly (starting it may write to its home)')
+    }
+    return this.#start(name, options, () => open.call(factory, options))
+  }
+
+  async #start(name: string, options: DriverInitOptions, make: () => Promise<ProtoDriver | Driver>): Promise<Driver> {
     let driver
     try {
-      driver = await factory.create(options)
+      driver = await make()
     } catch (err) {
       if (isKindedError(err)) throw err
       throw new DriverInitError(name, options.home, { cause: err })

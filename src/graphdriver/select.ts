@@ -8,7 +8,7 @@ import { join } from 'node:path'
 import createDebug from 'debug'
 import { isKind } from '../errors.js'
 import type { Driver, DriverFactory } from './driver.js'
-import { MultiplePriorDriversError, NoSupportedDriverError, PriorDriverError } from './errors.js'
+import { DriverReadOnlyOnlyError, MultiplePriorDriversError, NoSupportedDriverError, PriorDriverError } from './errors.js'
 import type { DriverRegistry } from './registry.js'
 
 const debug = createDebug('layerstore:graphdriver')
@@ -23,6 +23,12 @@ export interface SelectDriverOptions {
   readonly driver?: string
   /** Driver options passed to the chosen factory (`--driver-opt k=v`). */
   readonly options?: Readonly<Record<string, string>>
+  /**
+   * Start the driver for a read-only store (the factory's `openReadOnly`: nothing is
+   * created, probed or mounted). Auto-selection is then refused: a read-only open needs a
+   * driver named or found prior, since an empty root has nothing to read.
+   */
+  readonly readOnly?: boolean
 }
 
 /** How the driver was chosen. */
@@ -50,8 +56,10 @@ export interface SelectedDriver {
 export async function selectDriver(options: SelectDriverOptions): Promise<SelectedDriver> {
   const { root, registry } = options
   const prior = await findPriorDrivers(root, registry)
-  const start = (name: string): Promise<Driver> =>
-    registry.create(name, { home: join(root, name), ...(options.options ? { options: options.options } : {}) })
+  const start = (name: string): Promise<Driver> => {
+    const init = { home: join(root, name), ...(options.options ? { options: options.options } : {}) }
+    return options.readOnly ? registry.createReadOnly(name, init) : registry.create(name, init)
+  }
 
   if (options.driver !== undefined) {
     registry.get(options.driver) // UnknownDriverError before anything else
@@ -70,6 +78,9 @@ export async function selectDriver(options: SelectDriverOptions): Promise<Select
   }
 
   const skipped: Array<{ driver: string; reason: string }> = []
+  if (options.readOnly) {
+    throw new NoSupportedDriverError(root, [{ driver: '*', reason: 'no driver home under the root holds layers, and a read-only open creates none' }])
+  }
   for (const factory of registry.byPriority()) {
     try {
       const driver = await start(factory.name)
@@ -83,6 +94,17 @@ export async function selectDriver(options: SelectDriverOptions): Promise<Select
     }
   }
   throw new NoSupportedDriverError(root, skipped)
+}
+
+/**
+ * For a writable open, before anything is created under `root`: refuses a `readOnlyOnly`
+ * driver asked for by name or found prior (a Docker root) with `DriverReadOnlyOnlyError`.
+ */
+export async function refuseReadOnlyOnly(root: string, registry: DriverRegistry, driver: string | undefined): Promise<void> {
+  const names = driver !== undefined ? [driver] : await findPriorDrivers(root, registry)
+  for (const name of names) {
+    if (registry.has(name) && registry.get(name).readOnlyOnly) throw new DriverReadOnlyOnlyError(name, join(root, name))
+  }
 }
 
 /**

@@ -35,14 +35,20 @@
  * leaves the old state or the new, plus orphans that the next `open` (or `cleanup()`) removes
  * and reports. `register` reads its input once (memory stays flat whatever the size);
  * releasing the last reference of a layer reads every layer record once (to find children).
+ *
+ * ## Read-only
+ *
+ * `open({ readOnly: true })` reads a root without changing anything under it, a Docker
+ * overlay2 data root included (`driver: 'overlay2'`): see read-only-open.ts and
+ * `LayerStoreOptions.readOnly`. Every change is then `StoreReadOnlyError`.
  */
 import { mkdir } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import createDebug from 'debug'
 import { hasCode } from '../errors.js'
-import { builtinDrivers } from '../drivers/index.js'
+import { defaultDrivers } from '../drivers/index.js'
 import type { DriverStatus } from '../graphdriver/index.js'
-import { DriverRegistry, MAX_LAYER_DEPTH, selectDriver } from '../graphdriver/index.js'
+import { DriverRegistry, MAX_LAYER_DEPTH, refuseReadOnlyOnly, selectDriver } from '../graphdriver/index.js'
 import type { ChainID, MountID } from '../metadata/index.js'
 import { FileMetadataStore, StoreLock, parseChainID } from '../metadata/index.js'
 import { LayerNotRetainedError, RWLayerNotRetainedError } from './errors.js'
@@ -69,6 +75,7 @@ import { checkHolder, Session } from './session.js'
 import { cleanupStore } from './store-cleanup.js'
 import type { StoreCleanupReport } from './store-cleanup.js'
 import { StoreCore } from './store-core.js'
+import { openReadOnlyCore, READ_ONLY_HOLDER } from './read-only-open.js'
 
 const debug = createDebug('layerstore:layer')
 
@@ -99,12 +106,18 @@ export class LayerStore {
    *   `StoreLockedError` when not waiting.
    */
   static async open(options: LayerStoreOptions): Promise<LayerStore> {
+    if (options.readOnly) {
+      const core = await openReadOnlyCore(options)
+      return new LayerStore(core, core.driver.name)
+    }
     const root = resolve(options.root)
-    await mkdir(root, { recursive: true, mode: 0o700 })
-    const registry = options.registry ?? new DriverRegistry(builtinDrivers)
+    const registry = options.registry ?? new DriverRegistry(defaultDrivers)
     for (const plugin of options.driverPlugins ?? []) {
       await registry.loadPlugin(plugin)
     }
+    // Before the root, lock file or anything else is made: a Docker root stays untouched.
+    await refuseReadOnlyOnly(root, registry, options.driver)
+    await mkdir(root, { recursive: true, mode: 0o700 })
     const lock = StoreLock.forRoot(root)
     const wait = options.waitForLock ?? true
     // Driver homes and the layerdb skeleton are made under the lock: a concurrent open must
@@ -150,6 +163,11 @@ export class LayerStore {
     return this.#openCleanup
   }
 
+  /** True when opened read-only (`LayerStoreOptions.readOnly`): every change throws. */
+  get readOnly(): boolean {
+    return this.#core.readOnly
+  }
+
   /** The deepest chain `register` accepts. */
   get maxDepth(): number {
     return this.#core.maxDepth
@@ -157,7 +175,7 @@ export class LayerStore {
 
   /** The holder of references taken without a holder name: `session:<id>`. */
   get sessionHolder(): string {
-    return this.#core.session.holder
+    return this.#core.readOnly ? READ_ONLY_HOLDER : this.#core.session.holder
   }
 
   /**
@@ -172,6 +190,7 @@ export class LayerStore {
    *   CompressionNotSupportedError, NoSpaceError. The store is left as it was.
    */
   async register(tar: LayerInput, parent?: ChainID | null, options: RegisterOptions = {}): Promise<RegisteredLayer> {
+    this.#core.checkWritable('register a layer')
     const holder = this.#holderFor(options.holder)
     const { info, existed } = await registerLayer(this.#core, tar, parent ?? null, holder, options)
     return Object.assign(this.#handle(info, holder), { existed })
@@ -185,13 +204,20 @@ export class LayerStore {
 
   /**
    * Takes a new reference to a registered layer for `options.holder` (default: the session).
+   * In a read-only store the handle holds nothing (nothing is persisted): a writer may delete
+   * the layer meanwhile, and its `tarStream()` then fails.
    *
    * @throws LayerDoesNotExistError
    */
   async get(chainID: ChainID, options: { readonly holder?: string } = {}): Promise<Layer> {
-    const holder = this.#holderFor(options.holder)
     const id = parseChainID(chainID)
     const core = this.#core
+    if (core.readOnly) {
+      core.checkOpen()
+      const holder = options.holder === undefined ? READ_ONLY_HOLDER : checkHolder(options.holder)
+      return this.#handle(await core.shared(() => core.describe(id)), holder)
+    }
+    const holder = this.#holderFor(options.holder)
     const info = await core.exclusive(async () => {
       const info = await core.describe(id)
       await core.addHolder(id, holder, 1)
@@ -209,6 +235,11 @@ export class LayerStore {
   async release(layer: Layer): Promise<LayerMetadata[]> {
     const handle = layer instanceof ROLayerHandle && layer.belongsTo(this.#core) ? layer : undefined
     if (!handle || !handle.take()) throw new LayerNotRetainedError(layer.chainID, layer.holder)
+    if (this.#core.readOnly) {
+      // A read-only handle persisted nothing: dropping it changes nothing either.
+      this.#handles.delete(handle)
+      return []
+    }
     try {
       const deleted = await this.#releaseOne(handle.chainID, handle.holder)
       this.#handles.delete(handle)
@@ -226,6 +257,7 @@ export class LayerStore {
    * @throws LayerNotRetainedError when `holder` holds no reference to it; LayerDoesNotExistError.
    */
   async releaseHolder(chainID: ChainID, holder: string): Promise<LayerMetadata[]> {
+    this.#core.checkWritable('release a reference')
     return this.#releaseOne(parseChainID(chainID), checkHolder(holder))
   }
 
@@ -291,10 +323,16 @@ export class LayerStore {
    */
   async createRWLayer(name: string, parent: ChainID | null, options: CreateRWLayerOptions = {}): Promise<RWLayer> {
     this.#core.checkOpen()
+    this.#core.checkWritable('create a RW layer')
     return this.#rw.create(name, parent, options)
   }
 
-  /** A new handle on the RW layer `name`. @throws MountDoesNotExistError */
+  /**
+   * A new handle on the RW layer `name`. In a read-only store it is not persisted, and only
+   * reads work through it (`changes`, `size`, `tarStream`, `metadata`).
+   *
+   * @throws MountDoesNotExistError
+   */
   getRWLayer(name: string): Promise<RWLayer> {
     return this.#rw.get(name)
   }
@@ -328,6 +366,7 @@ export class LayerStore {
    * layer on the RW layer's parent, and returns a reference to it. The RW layer stays.
    */
   async commit(rw: RWLayer, options: RegisterOptions = {}): Promise<Layer> {
+    this.#core.checkWritable('commit a RW layer')
     const tar = await rw.tarStream()
     try {
       return await this.register(tar, rw.parent?.chainID ?? null, options)
@@ -343,7 +382,8 @@ export class LayerStore {
    * layers nothing holds any more. Never deletes data a committed layer references. Returns
    * what it did.
    */
-  cleanup(): Promise<StoreCleanupReport> {
+  async cleanup(): Promise<StoreCleanupReport> {
+    this.#core.checkWritable('clean up')
     return cleanupStore(this.#core)
   }
 
@@ -363,6 +403,16 @@ export class LayerStore {
     const core = this.#core
     if (core.closed) return
     core.markClosed()
+    if (core.readOnly) {
+      // Nothing was persisted, locked or mounted: in particular the driver's cleanup, which
+      // unmounts what it finds under its home, must not touch a Docker root's mounts.
+      for (const handle of this.#handles) handle.take()
+      this.#handles.clear()
+      await this.#rw.close(false)
+      await core.metadata.close()
+      debug('closed %s (read-only)', this.root)
+      return
+    }
     const session = [...this.#handles].filter((h) => h.holder === core.session.holder)
     for (const handle of this.#handles) handle.take()
     this.#handles.clear()

@@ -148,9 +148,12 @@ export interface RWLayer {
   /**
    * Makes the layer's filesystem available and returns its path. Mounts are counted across
    * processes (persisted): each `mount` needs one `unmount`, from any process; a later
-   * `mount` returns the same view.
+   * `mount` returns the same view. `options` may be the mount label alone (the older form).
+   * With `readOnly`, every write through the path fails with `EROFS` and the layer does not
+   * change; asking for the other view while one is mounted is `MountModeConflictError`
+   * (overlay, bind; vfs hands out both, at different paths).
    */
-  mount(mountLabel?: string): Promise<string>
+  mount(options?: RWMountOptions | string): Promise<string>
   /** Gives back one `mount`; the last one unmounts. `RWLayerNotMountedError` if none is out. */
   unmount(): Promise<void>
   /** Paths changed against the parent (the init layer's changes excluded), sorted by path. */
@@ -166,6 +169,18 @@ export interface RWLayer {
   applyDiff(tar: LayerInput): Promise<number>
   /** The driver's facts about the RW layer. */
   metadata(): Promise<Readonly<Record<string, string>>>
+}
+
+/** Options of `RWLayer.mount`. */
+export interface RWMountOptions {
+  /** SELinux label for the mount; ignored where SELinux is off. */
+  readonly mountLabel?: string
+  /**
+   * Mount read-only (`layerctl mount --ro`): overlay mounts without an upper dir, vfs and
+   * bind bind-mount read-only. Needs the driver's `capabilities.readOnlyLayers`, else
+   * `ReadOnlyNotSupportedError`. Default false.
+   */
+  readonly readOnly?: boolean
 }
 
 /** What `releaseRWLayer` did. */
@@ -208,7 +223,7 @@ export interface LayerStoreOptions {
   readonly driverOptions?: Readonly<Record<string, string>>
   /** Plugin driver modules to load (paths or package names), resolved from `process.cwd()`. */
   readonly driverPlugins?: readonly string[]
-  /** Seam: the registry to select from. Default: the built-in drivers (plus `driverPlugins`). */
+  /** Seam: the registry to select from. Default: `defaultDrivers` (the built-ins and `overlay2`), plus `driverPlugins`. */
   readonly registry?: DriverRegistry
   /**
    * Run `cleanup()` at open (default true): remove what crashed processes left and finish
@@ -227,4 +242,16 @@ export interface LayerStoreOptions {
   readonly maxDepth?: number
   /** Test seam: called at each named crash point (see `LAYER_CRASH_POINTS`). */
   readonly crashPoint?: StoreCrashHook
+  /**
+   * Open an existing store without changing anything under `root` (issue 6), e.g. a Docker
+   * data root with `driver: 'overlay2'`. Nothing is created, cleaned, locked for writing or
+   * mounted: no session or owner file, no `tmp/`, no driver start-up work (the driver's
+   * `openReadOnly`). Reads work (`has`, `get`, `map`, `references`, `tarStream`, RW layers'
+   * `changes`/`size`/`tarStream`, `driverStatus`); every change is `StoreReadOnlyError`.
+   * `get` hands out handles that hold nothing, so a writer may delete the layer meanwhile
+   * (its stream then fails). Locking: a root with our lock file (`layerstore.lock`) is read
+   * under its shared lock, as any reader is; a root without one (Docker's) is read without
+   * locks. Default false.
+   */
+  readonly readOnly?: boolean
 }

@@ -16,7 +16,7 @@ import type { Change } from '../graphdriver/index.js'
 import type { ChainID, MountRecord, Transaction } from '../metadata/index.js'
 import { MountNameConflictError, REFERENCES_FILE, checkMountName, initIDFor, newMountID, parseChainID } from '../metadata/index.js'
 import { classifyError, RWLayerMountedError, RWLayerNotMountedError, RWLayerNotRetainedError } from './errors.js'
-import type { CreateRWLayerOptions, LayerInfo, LayerInput, LayerMetadata, RWLayerReleaseResult, TarStreamOptions } from './layer.js'
+import type { CreateRWLayerOptions, LayerInfo, LayerInput, LayerMetadata, RWLayerReleaseResult, RWMountOptions, TarStreamOptions } from './layer.js'
 import { adjust, holdersJson, readHolders, readMountCount, writeHolders, writeMountCount } from './references.js'
 import { streamLayer } from './register.js'
 import { RWLayerHandle } from './rw-layer.js'
@@ -114,9 +114,19 @@ export class RWLayerManager implements RWLayerOps {
     return this.#handle({ name, mountID, ...(initID ? { initID } : {}), ...(parentID ? { parent: parentID } : {}) }, parentInfo)
   }
 
-  /** See `LayerStore.getRWLayer`. */
+  /**
+   * See `LayerStore.getRWLayer`. In a read-only store the handle is not persisted (it holds
+   * nothing, and only reads work through it).
+   */
   async get(name: string): Promise<RWLayerHandle> {
     const core = this.#core
+    if (core.readOnly) {
+      const { record, parent } = await core.shared(async () => {
+        const record = await core.metadata.getMount(name)
+        return { record, parent: record.parent ? await core.describe(record.parent) : null }
+      })
+      return this.#handle(record, parent)
+    }
     const { record, parent } = await core.exclusive(async () => {
       const record = await core.metadata.getMount(name)
       const holders = (await readHolders(core.metadata, { mount: name })) ?? new Map<string, number>()
@@ -131,6 +141,11 @@ export class RWLayerManager implements RWLayerOps {
   async release(handle: RWLayerHandle): Promise<RWLayerReleaseResult> {
     if (!handle.belongsTo(this) || !handle.take()) throw new RWLayerNotRetainedError(handle.name)
     const core = this.#core
+    if (core.readOnly) {
+      // A read-only handle persisted nothing: dropping it changes nothing either.
+      this.#handles.delete(handle)
+      return { removed: false, remainingHandles: 0, deleted: [] }
+    }
     let plan: { remaining: number; record?: MountRecord; mark?: Awaited<ReturnType<typeof core.metadata.markMountRemoving>>; victims: Victim[] }
     try {
       plan = await this.#serial(handle.name, () =>
@@ -174,13 +189,18 @@ export class RWLayerManager implements RWLayerOps {
     return { removed: true, remainingHandles: 0, deleted: plan.victims.map((v): LayerMetadata => v.metadata) }
   }
 
-  async mount(handle: RWLayerHandle, mountLabel: string | undefined): Promise<string> {
+  async mount(handle: RWLayerHandle, options: RWMountOptions): Promise<string> {
     const { driver, metadata } = this.#core
+    this.#core.checkWritable('mount a RW layer')
+    const getOptions = {
+      ...(options.mountLabel ? { mountLabel: options.mountLabel } : {}),
+      ...(options.readOnly ? { readOnly: true } : {}),
+    }
     return this.#serial(handle.name, () =>
       this.#core.exclusive(async () => {
         await metadata.getMount(handle.name)
         const count = await readMountCount(metadata, handle.name)
-        const path = await driver.get(handle.mountID, mountLabel ? { mountLabel } : undefined)
+        const path = await driver.get(handle.mountID, getOptions)
         try {
           await writeMountCount(metadata, handle.name, count + 1)
         } catch (err) {
@@ -244,6 +264,7 @@ export class RWLayerManager implements RWLayerOps {
   }
 
   async applyDiff(handle: RWLayerHandle, tar: LayerInput): Promise<number> {
+    this.#core.checkWritable('apply a diff to a RW layer')
     return this.#serial(handle.name, async () => {
       const { size } = await streamLayer(tar, (members) => this.#core.driver.applyDiff(handle.mountID, handle.diffBase, members))
       return size
@@ -266,6 +287,8 @@ export class RWLayerManager implements RWLayerOps {
       names.set(handle.name, (names.get(handle.name) ?? 0) + 1)
     }
     this.#handles.clear()
+    // A read-only store mounted nothing and persisted no handle.
+    if (core.readOnly) return
     await core.exclusiveWhileClosing(async () => {
       if (!keepMounts) {
         for (const [name, held] of [...this.#holds]) {

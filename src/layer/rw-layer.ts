@@ -7,12 +7,12 @@ import type { Readable } from 'node:stream'
 import type { Change } from '../graphdriver/index.js'
 import type { MountID } from '../metadata/index.js'
 import { RWLayerNotRetainedError } from './errors.js'
-import type { LayerInfo, LayerInput, RWLayer, TarStreamOptions } from './layer.js'
+import type { LayerInfo, LayerInput, RWLayer, RWMountOptions, TarStreamOptions } from './layer.js'
 
 /** What a RW handle asks of its manager. */
 export interface RWLayerOps {
   checkOpen(): void
-  mount(handle: RWLayerHandle, mountLabel: string | undefined): Promise<string>
+  mount(handle: RWLayerHandle, options: RWMountOptions): Promise<string>
   unmount(handle: RWLayerHandle): Promise<void>
   changes(handle: RWLayerHandle): Promise<Change[]>
   size(handle: RWLayerHandle): Promise<number>
@@ -72,8 +72,9 @@ export class RWLayerHandle implements RWLayer {
     this.#retained = true
   }
 
-  mount(mountLabel?: string): Promise<string> {
-    return this.#run(() => this.#ops.mount(this, mountLabel))
+  mount(options: RWMountOptions | string = {}): Promise<string> {
+    const normalized: RWMountOptions = typeof options === 'string' ? { mountLabel: options } : options
+    return this.#run(() => this.#ops.mount(this, normalized))
   }
 
   unmount(): Promise<void> {

@@ -86,6 +86,49 @@ describe.each(DRIVERS)('layerctl store commands on %s', (driver) => {
     rmSync(dir, { recursive: true, force: true })
   })
 
+  it.skipIf(skip)('mount --ro: a read-only view (EROFS), counted like any mount; --read-only reads and refuses changes', async () => {
+    const tar = await makeTar([{ name: 'a.txt', content: 'a' }])
+    writeFileSync(join(dir, 'l1.tar'), tar)
+    const base = (JSON.parse(layerctl([...g, '--json', 'register', '--ref', 'img', join(dir, 'l1.tar')]).out) as { chainID: string }).chainID
+    const rw = layerctl([...g, 'mount', base, '--name', 'c1'])
+    expect(rw.status, rw.stderr).toBe(0)
+    writeFileSync(join(rw.out.trim(), 'mine.txt'), 'mine')
+    expect(layerctl([...g, 'unmount', 'c1']).status).toBe(0)
+
+    const ro = layerctl([...g, '--json', 'mount', '--name', 'c1', '--ro'])
+    expect(ro.status, ro.stderr).toBe(0)
+    const view = JSON.parse(ro.out) as { path: string; readOnly: boolean }
+    expect(view.readOnly).toBe(true)
+    try {
+      expect(readFileSync(join(view.path, 'mine.txt'), 'utf8')).toBe('mine')
+      expect(readFileSync(join(view.path, 'a.txt'), 'utf8')).toBe('a')
+      expect(() => writeFileSync(join(view.path, 'new.txt'), 'x')).toThrow(expect.objectContaining({ code: 'EROFS' }))
+      // A writable mount meanwhile: a conflict (exit 3) where both views share a mount point.
+      const rwAgain = layerctl([...g, 'mount', '--name', 'c1'])
+      if (rwAgain.status === 0) {
+        expect(rwAgain.out.trim()).not.toBe(view.path)
+        expect(layerctl([...g, 'unmount', 'c1']).status).toBe(0)
+      } else {
+        expect(rwAgain.status).toBe(3)
+        expect(rwAgain.stderr).toContain('ERR_DRIVER_MOUNT_MODE_CONFLICT')
+      }
+      // The store opened read-only sees everything and changes nothing.
+      const ls = layerctl([...g, '--read-only', '--json', 'ls'])
+      expect(ls.status, ls.stderr).toBe(0)
+      expect((JSON.parse(ls.out) as { layers: unknown[] }).layers).toHaveLength(1)
+      const exported = layerctl([...g, '--read-only', 'export', base])
+      expect(exported.status, exported.stderr).toBe(0)
+      expect(exported.stdout.equals(tar)).toBe(true)
+      const refused = layerctl([...g, '--read-only', 'register', join(dir, 'l1.tar')])
+      expect(refused.status).toBe(1)
+      expect(refused.stderr).toContain('ERR_STORE_READ_ONLY')
+    } finally {
+      expect(layerctl([...g, 'unmount', 'c1']).status).toBe(0)
+    }
+    const diff = layerctl([...g, 'diff', 'c1'])
+    expect(diff.out.trim().split('\n')).toEqual(['A /mine.txt'])
+  })
+
   it.skipIf(skip)('register → ls → mount → write → diff → commit → export → release', async () => {
     const tar = await makeTar([{ name: 'etc/', type: 'directory' }, { name: 'etc/hello.txt', content: 'hello\n' }, { name: 'old.txt', content: 'old' }])
     writeFileSync(join(dir, 'l1.tar'), tar)

@@ -2,13 +2,15 @@
  * The LayerStore against moby's layer tests (moby.md §2: layer_test.go, mount_test.go,
  * layer_unix_test.go, empty_test.go), on every built-in driver, with real files.
  */
-import { chmod, copyFile, readFile, stat, unlink, writeFile } from 'node:fs/promises'
+import { chmod, copyFile, mkdir, readFile, stat, unlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { builtinDrivers } from '../../src/drivers/index.js'
 import { DriverRegistry } from '../../src/graphdriver/index.js'
 import { StoreLock } from '../../src/metadata/index.js'
-import { EMPTY_LAYER_DIFF_ID, chainIDOf } from '../../src/layer/index.js'
+import { EMPTY_LAYER_DIFF_ID, LayerStore as Store, READ_ONLY_HOLDER, chainIDOf } from '../../src/layer/index.js'
+import { readMountInfo } from '../../src/native/index.js'
+import { diffTrees, snapshotTree } from '../helpers/tree.js'
 import type { ChainID, DiffID, Layer, LayerStore, RegisteredLayer } from '../../src/layer/index.js'
 import { createLayer, driverNames, expectNoOrphans, makeTar, openStore, readAll, sha256, slices, tempRoot } from './helpers.js'
 
@@ -350,6 +352,151 @@ describe.skipIf(!isRoot).each(driverNames())('LayerStore on %s', (driverName) =>
     await expectNoOrphans(root, driverName)
     store = await openStore(root, driverName)
     expect(await store.has(layer.chainID)).toBe(false)
+  })
+})
+
+/** Mount points at or under `dir`. */
+async function mountsUnder(dir: string): Promise<string[]> {
+  return (await readMountInfo()).map((m) => m.mountPoint).filter((p) => p === dir || p.startsWith(`${dir}/`))
+}
+
+describe.skipIf(!isRoot).each(driverNames())('a read-only LayerStore on %s (issue 6)', (driverName) => {
+  let root: string
+  let removeRoot: () => Promise<void>
+  let writer: LayerStore
+  let reader: LayerStore | undefined
+
+  beforeEach(async () => {
+    const t = await tempRoot()
+    root = t.dir
+    removeRoot = t.remove
+    writer = await openStore(root, driverName)
+  })
+
+  afterEach(async () => {
+    await reader?.close().catch(() => undefined)
+    reader = undefined
+    await writer.close().catch(() => undefined)
+    await removeRoot()
+  })
+
+  it('reads layers, chains, references and RW layers while a writer has the root open, and changes nothing', async () => {
+    const tar1 = await makeTar([{ name: 'etc/', type: 'directory' }, { name: 'etc/hosts', content: 'one' }])
+    const tar2 = await makeTar([{ name: 'etc/hosts', content: 'two' }, { name: 'usr/', type: 'directory' }])
+    const l1 = await writer.register(tar1, null, { holder: 'img' })
+    const l2 = await writer.register(tar2, l1.chainID, { holder: 'img' })
+    const rw = await writer.createRWLayer('ctr', l2.chainID)
+    const path = await rw.mount()
+    await writeFile(join(path, 'added'), 'x')
+    await rw.unmount()
+    const before = snapshotTree(root)
+    const mountsBefore = await mountsUnder(root)
+
+    reader = await openStore(root, driverName, { readOnly: true, waitForLock: false })
+    expect(reader.readOnly).toBe(true)
+    expect(reader.driverName).toBe(driverName)
+    const map = await reader.map()
+    expect([...map.keys()].sort()).toEqual([l1.chainID, l2.chainID].sort())
+    expect(map.get(l2.chainID)?.parent?.chainID).toBe(l1.chainID)
+    expect(await reader.has(l2.chainID)).toBe(true)
+    expect((await reader.references(l1.chainID)).children).toEqual([l2.chainID])
+    expect((await reader.references(l2.chainID)).holders.get('img')).toBe(1)
+    const got = await reader.get(l2.chainID)
+    expect(got.holder).toBe(READ_ONLY_HOLDER)
+    expect(await readAll(await got.tarStream())).toEqual(tar2)
+    expect(await readAll(await (await reader.get(l1.chainID, { holder: 'peek' })).tarStream())).toEqual(tar1)
+    expect(await reader.listRWLayers()).toEqual(['ctr'])
+    const ctr = await reader.getRWLayer('ctr')
+    expect((await ctr.changes()).map((c) => `${c.kind} ${String(c.path)}`)).toEqual(['added /added'])
+    expect((await reader.driverStatus()).length).toBeGreaterThan(0)
+
+    // Every change is refused with the same typed error, and changes nothing.
+    const readOnly = { code: 'ERR_STORE_READ_ONLY', kind: 'invalid-argument' }
+    await expect(reader.register(tar1)).rejects.toMatchObject(readOnly)
+    await expect(reader.releaseHolder(l2.chainID, 'img')).rejects.toMatchObject(readOnly)
+    await expect(reader.createRWLayer('other', l2.chainID)).rejects.toMatchObject(readOnly)
+    await expect(reader.commit(ctr)).rejects.toMatchObject(readOnly)
+    await expect(reader.cleanup()).rejects.toMatchObject(readOnly)
+    await expect(ctr.mount()).rejects.toMatchObject(readOnly)
+    await expect(ctr.mount({ readOnly: true })).rejects.toMatchObject(readOnly)
+    await expect(ctr.applyDiff(tar1)).rejects.toMatchObject(readOnly)
+    // Handles hold nothing, so giving them back changes nothing either (but is checked).
+    expect(await reader.release(got)).toEqual([])
+    await expect(reader.release(got)).rejects.toMatchObject({ code: 'ERR_LAYER_NOT_RETAINED' })
+    expect(await reader.releaseRWLayer(ctr)).toMatchObject({ removed: false })
+    await reader.close()
+
+    expect(diffTrees(before, snapshotTree(root))).toEqual([])
+    expect(await mountsUnder(root)).toEqual(mountsBefore)
+    // The writer never noticed.
+    expect(await readAll(await l2.tarStream())).toEqual(tar2)
+  })
+
+  it('takes the store lock shared: a writer holding it blocks reads, other readers do not', async () => {
+    const l1 = await writer.register(await makeTar([{ name: 'a', content: 'a' }]), null, { holder: 'img' })
+    reader = await openStore(root, driverName, { readOnly: true, waitForLock: false })
+    const other = StoreLock.forRoot(root)
+    const shared = await other.shared()
+    try {
+      expect(await reader.has(l1.chainID)).toBe(true)
+    } finally {
+      await shared.release()
+    }
+    const exclusive = await other.exclusive()
+    try {
+      await expect(reader.map()).rejects.toMatchObject({ code: 'ERR_STORE_LOCKED' })
+    } finally {
+      await exclusive.release()
+    }
+    expect((await reader.map()).size).toBe(1)
+  })
+})
+
+describe.skipIf(!isRoot)('read-only open: what it refuses', () => {
+  let root: string
+  let removeRoot: () => Promise<void>
+
+  beforeEach(async () => {
+    const t = await tempRoot()
+    root = t.dir
+    removeRoot = t.remove
+  })
+
+  afterEach(async () => removeRoot())
+
+  it('a root with no store is StoreRootNotFoundError, and nothing is created', async () => {
+    const missing = join(root, 'nothing-here')
+    await expect(Store.open({ root: missing, readOnly: true })).rejects.toMatchObject({ code: 'ERR_STORE_ROOT_NOT_FOUND', kind: 'not-found' })
+    await expect(stat(missing)).rejects.toMatchObject({ code: 'ENOENT' })
+    await expect(Store.open({ root, readOnly: true })).rejects.toMatchObject({ code: 'ERR_STORE_ROOT_NOT_FOUND' })
+    await expect(Store.open({ root, driver: 'vfs', readOnly: true })).rejects.toMatchObject({ code: 'ERR_STORE_ROOT_NOT_FOUND' })
+    expect(snapshotTree(root).size).toBe(1)
+  })
+
+  it('overlay2 (a Docker root) opens read-only only; a plugin without openReadOnly is refused', async () => {
+    await mkdir(join(root, 'overlay2', 'l'), { recursive: true })
+    await mkdir(join(root, 'image', 'overlay2', 'layerdb', 'sha256'), { recursive: true })
+    const before = snapshotTree(root)
+    const store = await Store.open({ root, driver: 'overlay2', readOnly: true })
+    expect(store.driverName).toBe('overlay2')
+    expect((await store.map()).size).toBe(0)
+    await store.close()
+    expect(diffTrees(before, snapshotTree(root))).toEqual([])
+    // Writable: refused before the root (or a lock file in it) is made; as the prior driver too.
+    await expect(Store.open({ root: join(root, 'w'), driver: 'overlay2' })).rejects.toMatchObject({ code: 'ERR_DRIVER_READ_ONLY_ONLY' })
+    await expect(stat(join(root, 'w'))).rejects.toMatchObject({ code: 'ENOENT' })
+    await mkdir(join(root, 'overlay2', 'abc', 'diff'), { recursive: true })
+    await writeFile(join(root, 'overlay2', 'abc', 'link'), 'ABCDEFGHIJKLMNOPQRSTUVWXYZ')
+    const withLayer = snapshotTree(root)
+    await expect(Store.open({ root })).rejects.toMatchObject({ code: 'ERR_DRIVER_READ_ONLY_ONLY', kind: 'invalid-argument' })
+    expect(diffTrees(withLayer, snapshotTree(root))).toEqual([])
+    const registry = new DriverRegistry([{ name: 'writer', create: builtinDrivers[0]!.create }])
+    await mkdir(join(root, 'writer'))
+    await mkdir(join(root, 'image', 'writer', 'layerdb'), { recursive: true })
+    await expect(Store.open({ root, driver: 'writer', registry, readOnly: true })).rejects.toMatchObject({
+      code: 'ERR_DRIVER_READ_ONLY_NOT_SUPPORTED',
+      kind: 'not-supported',
+    })
   })
 })
 

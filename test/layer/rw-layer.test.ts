@@ -55,6 +55,43 @@ describe.skipIf(!isRoot).each(driverNames())('RW layers on %s', (driverName) => 
     expect((await store.releaseHolder(base.chainID, 'img')).length).toBe(1)
   })
 
+  it('mounts read-only on request: writes fail with EROFS and the RW layer does not change (issue 7)', async () => {
+    const base = await store.register(await makeTar([{ name: 'base.txt', content: 'base' }]), null, { holder: 'img' })
+    const rw = await store.createRWLayer('ctr', base.chainID)
+    const path = await rw.mount()
+    await writeFile(join(path, 'own'), 'mine')
+    await rw.unmount()
+    const ro = await rw.mount({ readOnly: true })
+    try {
+      await expect(writeFile(join(ro, 'new'), 'x')).rejects.toMatchObject({ code: 'EROFS' })
+      await expect(writeFile(join(ro, 'own'), 'changed')).rejects.toMatchObject({ code: 'EROFS' })
+      expect(await readFile(join(ro, 'base.txt'), 'utf8')).toBe('base')
+      expect(await readFile(join(ro, 'own'), 'utf8')).toBe('mine')
+      // A writable mount meanwhile: refused where both views share a mount point, else elsewhere.
+      const other = await rw.mount().then(
+        (p) => p,
+        (err: unknown) => {
+          expect(err).toMatchObject({ code: 'ERR_DRIVER_MOUNT_MODE_CONFLICT', kind: 'conflict' })
+          return undefined
+        },
+      )
+      if (other !== undefined) {
+        expect(other).not.toBe(ro)
+        await rw.unmount()
+      }
+    } finally {
+      await rw.unmount()
+    }
+    expect((await rw.changes()).map((c) => `${c.kind} ${String(c.path)}`)).toEqual(['added /own'])
+    // Counted like any mount: another instance unmounts a read-only mount left for it.
+    await rw.mount({ readOnly: true })
+    await store.close({ keepMounts: true })
+    store = await openStore(root, driverName)
+    const again = await store.getRWLayer('ctr')
+    await again.unmount()
+    await expect(again.unmount()).rejects.toMatchObject({ code: 'ERR_RW_LAYER_NOT_MOUNTED' })
+  })
+
   it('unmounts what this instance mounted at close (default), so counts stay true', async () => {
     const rw = await store.createRWLayer('ctr', null)
     const path = await rw.mount()

@@ -1,7 +1,7 @@
 import type { RWLayer } from '../../layer/index.js'
 import { hasCode } from '../../errors.js'
 import { UsageError, type Command } from '../command.js'
-import { NotInLibraryError, RWLayerParentMismatchError } from '../errors.js'
+import { RWLayerParentMismatchError } from '../errors.js'
 import { EXIT } from '../exit-status.js'
 import { chainIDArg, emit, withStore } from '../store.js'
 
@@ -17,21 +17,21 @@ const emptyInit = async (): Promise<void> => undefined
 export const mountCommand: Command = {
   name: 'mount',
   summary: 'create (or reuse) RW layer NAME on a layer and mount it; prints the mount path',
-  usage: 'mount [CHAINID] --name NAME [--init]',
+  usage: 'mount [CHAINID] --name NAME [--init] [--ro]',
   examples: [
     'dir=$(layerctl mount sha256:4fc2… --name web1) && echo hi > "$dir/hello"',
     'layerctl mount --name web1      # mount the existing RW layer again',
+    'layerctl mount --name web1 --ro # a read-only view of it (writes fail with EROFS)',
   ],
   options: {
     name: { type: 'string', arg: 'NAME', help: 'the RW layer (created if missing)' },
     init: { type: 'boolean', help: 'on creation, put an (empty) init layer under it, as an engine does' },
-    ro: { type: 'boolean', help: 'read-only mount (not supported by the store yet)' },
+    ro: { type: 'boolean', help: 'mount read-only: writes fail with EROFS, the RW layer does not change' },
   },
   async run(ctx) {
     const name = ctx.values.name
     if (typeof name !== 'string') throw new UsageError('--name NAME is required')
     if (ctx.positionals.length > 1) throw new UsageError(`unexpected argument '${ctx.positionals[1]}'`)
-    if (ctx.values.ro === true) throw new NotInLibraryError('--ro', 'the LayerStore has no read-only mount of a RW layer')
     const wanted = ctx.positionals[0] === undefined ? undefined : chainIDArg(ctx.positionals[0])
     const result = await withStore(
       ctx,
@@ -48,8 +48,8 @@ export const mountCommand: Command = {
         if (wanted !== undefined && (rw.parent?.chainID ?? null) !== wanted) {
           throw new RWLayerParentMismatchError(name, rw.parent?.chainID ?? null, wanted)
         }
-        const path = await rw.mount()
-        return { name, path, created, mountID: rw.mountID, initID: rw.initID, parent: rw.parent?.chainID ?? null }
+        const path = await rw.mount({ readOnly: ctx.values.ro === true })
+        return { name, path, created, readOnly: ctx.values.ro === true, mountID: rw.mountID, initID: rw.initID, parent: rw.parent?.chainID ?? null }
       },
       // The mount is the command's product: another process's `unmount NAME` gives it back.
       { keepMounts: true },

@@ -23,6 +23,10 @@
  *   a copy of its parent (reflinked where the filesystem can, see graphdriver's `copyDir`) and is
  *   bind-mounted read-write. So is a read-only layer made on a read-write parent: linking to
  *   inodes that may still be written would let them change under the child.
+ *   `get(id, { readOnly: true })` gives it the read-only bind instead.
+ *
+ * Opened read-only (`readOnly`), the driver creates, removes, sweeps and mounts nothing:
+ * `get` returns the layer's tree itself (what naive diffs read), `put` only counts down.
  */
 import { mkdir, readdir, readFile, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -41,6 +45,7 @@ import type {
 } from '../../graphdriver/index.js'
 import {
   assertLayerID,
+  checkSharedView,
   copyDir,
   InvalidDriverOptionError,
   hasErrno,
@@ -53,6 +58,7 @@ import {
   MountCounter,
   mountPointsUnder,
   naiveDiff,
+  ReadOnlyNotSupportedError,
 } from '../../graphdriver/index.js'
 import { hasCode } from '../../errors.js'
 import { isMountPoint, MNT_DETACH, mount, MS_BIND, MS_RDONLY, MS_REMOUNT, umount } from '../../native/index.js'
@@ -74,12 +80,16 @@ const STALE_SCRATCH_MS = 10 * 60 * 1000
 export interface BindDriverOptions {
   /** The driver's home, `<root>/bind`. */
   readonly home: string
+  /** Write and mount nothing (a read-only store). Default false. */
+  readonly readOnly?: boolean
 }
 
 /** See the module doc. */
 export class BindDriver implements DiffGetterDriver {
   readonly name = BIND_DRIVER_NAME
   readonly home: string
+  /** True when opened read-only: nothing is written or mounted. */
+  readonly readOnly: boolean
   readonly capabilities: DriverCapabilities = Object.freeze({
     readOnlyLayers: true,
     // Diffs and changes compare trees (naiveDiff); only applyDiff is the driver's own.
@@ -91,14 +101,18 @@ export class BindDriver implements DiffGetterDriver {
   // A mount point that does not exist is not mounted (put removes it): no mountinfo read.
   readonly #counter = new MountCounter({ isMounted: async (p) => (await pathExists(p)) && isMountPoint(p) })
   readonly #naive: DiffGetterDriver
+  /** Outstanding gets of a read-only instance (plain trees, nothing mounted), per id. */
+  readonly #plainHolders = new Map<string, number>()
 
   constructor(options: BindDriverOptions) {
     this.home = options.home
+    this.readOnly = options.readOnly ?? false
     this.#naive = naiveDiff(this)
   }
 
   /** Creates the home and sweeps scratch dirs a crashed process left. Idempotent. */
   async init(): Promise<void> {
+    this.#checkWritable('init')
     await mkdir(this.home, { recursive: true, mode: 0o710 })
     const now = Date.now()
     for (const name of await readdir(this.home)) {
@@ -127,6 +141,7 @@ export class BindDriver implements DiffGetterDriver {
   }
 
   async #create(id: string, parent: string | null, readWrite: boolean): Promise<void> {
+    this.#checkWritable('create a layer')
     assertLayerID(this.name, id)
     if (parent !== null) assertLayerID(this.name, parent)
     if (await this.exists(id)) throw new LayerExistsError(this.name, id)
@@ -155,6 +170,7 @@ export class BindDriver implements DiffGetterDriver {
 
   /** Deletes the layer; a missing one is not an error. See `ProtoDriver.remove`. */
   async remove(id: DriverLayerID): Promise<void> {
+    this.#checkWritable('remove a layer')
     assertLayerID(this.name, id)
     const merged = this.#mountPoint(id)
     const holders = this.#counter.count(merged)
@@ -179,9 +195,15 @@ export class BindDriver implements DiffGetterDriver {
    */
   async get(id: DriverLayerID, options?: GetOptions): Promise<string> {
     await this.#mustExist(id)
+    if (this.readOnly) {
+      if (options?.writable && !options.readOnly) throw this.#readOnlyError('give a writable view')
+      this.#plainHolders.set(id, (this.#plainHolders.get(id) ?? 0) + 1)
+      return this.#root(id)
+    }
     const merged = this.#mountPoint(id)
+    const readOnly = options?.readOnly === true || (!options?.writable && !(await this.#isReadWrite(id)))
+    let mounted = false
     await this.#counter.acquire(merged, async () => {
-      const readOnly = !options?.writable && !(await this.#isReadWrite(id))
       await mkdir(merged, { mode: 0o755 }).catch((err: unknown) => {
         if (!hasErrno(err, 'EEXIST')) throw err
       })
@@ -191,20 +213,31 @@ export class BindDriver implements DiffGetterDriver {
         await rmdir(merged).catch(() => undefined)
         throw new BindMountError(id, merged, 'bind mount', { cause: err })
       }
-      if (!readOnly) return
-      try {
-        await mount(null, merged, null, MS_REMOUNT | MS_BIND | MS_RDONLY)
-      } catch (err) {
-        await this.#unmount(merged).catch(() => undefined)
-        throw new BindMountError(id, merged, 'read-only remount', { cause: err })
+      if (readOnly) {
+        try {
+          await mount(null, merged, null, MS_REMOUNT | MS_BIND | MS_RDONLY)
+        } catch (err) {
+          await this.#unmount(merged).catch(() => undefined)
+          throw new BindMountError(id, merged, 'read-only remount', { cause: err })
+        }
       }
+      mounted = true
     })
+    // A shared mount (ours or adopted) shows the view its first get chose: it must be this one.
+    if (!mounted) await checkSharedView(this.name, id, merged, readOnly, () => this.put(id))
     return merged
   }
 
   /** Releases one get; the last one unmounts. See `ProtoDriver.put`. */
   async put(id: DriverLayerID): Promise<void> {
     assertLayerID(this.name, id)
+    if (this.readOnly) {
+      const plain = this.#plainHolders.get(id) ?? 0
+      if (plain < 1) throw new LayerNotMountedError(this.name, id)
+      if (plain === 1) this.#plainHolders.delete(id)
+      else this.#plainHolders.set(id, plain - 1)
+      return
+    }
     const merged = this.#mountPoint(id)
     try {
       await this.#counter.release(merged, async () => {
@@ -260,6 +293,8 @@ export class BindDriver implements DiffGetterDriver {
 
   /** Unmounts every layer view under home (ours, and any a crashed process left). */
   async cleanup(): Promise<void> {
+    this.#plainHolders.clear()
+    if (this.readOnly) return
     for (const path of this.#counter.paths()) await this.#counter.releaseAll(path, () => this.#unmount(path))
     for (const point of await mountPointsUnder(this.home)) {
       if (point.endsWith('/merged')) await this.#unmount(point)
@@ -272,6 +307,7 @@ export class BindDriver implements DiffGetterDriver {
    * (made so on create), so `parent` is not needed.
    */
   async applyDiff(id: DriverLayerID, _parent: DriverLayerID | null, members: AsyncIterable<TarMember>): Promise<number> {
+    this.#checkWritable('apply a diff')
     await this.#mustExist(id)
     const { size } = await applyLayer(members, this.#root(id), { whiteouts: 'naive' })
     return size
@@ -299,6 +335,14 @@ export class BindDriver implements DiffGetterDriver {
   async diffGetter(id: DriverLayerID): Promise<{ readonly getter: FileGetter; close(): Promise<void> }> {
     await this.#mustExist(id)
     return { getter: directoryGetter(this.#root(id)), close: async () => undefined }
+  }
+
+  #checkWritable(operation: string): void {
+    if (this.readOnly) throw this.#readOnlyError(operation)
+  }
+
+  #readOnlyError(operation: string): ReadOnlyNotSupportedError {
+    return new ReadOnlyNotSupportedError(this.name, 'open', `opened read-only: cannot ${operation}`)
   }
 
   async #unmount(merged: string): Promise<void> {

@@ -26,5 +26,11 @@ export const bindDriverFactory: DriverFactory = Object.freeze({
     await driver.init()
     return driver
   },
+  /** No probe mount, no scratch sweep: `get` hands out the layer trees themselves. */
+  async openReadOnly(init: DriverInitOptions) {
+    const key = Object.keys(init.options ?? {})[0]
+    if (key !== undefined) throw new InvalidDriverOptionError(BIND_DRIVER_NAME, key, 'unknown option for bind (it takes none)')
+    return new BindDriver({ home: init.home, readOnly: true })
+  },
   holdsLayers: bindHoldsLayers,
 })

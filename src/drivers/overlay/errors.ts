@@ -94,3 +94,4 @@ export class OverlayMountError extends Error {
     this.kind = isKindedError(options?.cause) ? options.cause.kind : 'system'
   }
 }
+

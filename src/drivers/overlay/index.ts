@@ -3,6 +3,9 @@
  * overlay-driver.ts (with its diff half in overlay-diff.ts), its probes probe.ts, its mount
  * planning mount-plan.ts and mounting mounts.ts.
  *
+ * Two factories: `overlay` (our layout under `<root>/overlay`) and `overlay2` (the same driver
+ * under Docker's name, read-only only; see {@link overlay2DriverFactory}).
+ *
  * Driver options (`--driver-opt k=v`):
  * - `overlay.mount_api=auto|lowerdir+|mount-data`: how layers are mounted. `auto` (default)
  *   uses the new mount API with one `lowerdir+` per layer where the kernel has it (6.8+),
@@ -10,11 +13,12 @@
  *   page. `mount-data` forces the latter (for old kernels, and to test it).
  */
 import type { DriverFactory, DriverInitOptions } from '../../graphdriver/index.js'
-import { InvalidDriverOptionError } from '../../graphdriver/index.js'
+import { DriverReadOnlyOnlyError, InvalidDriverOptionError } from '../../graphdriver/index.js'
 import { overlayHoldsLayers } from './layer-files.js'
 import { OVERLAY_DRIVER_NAME, OverlayDriver } from './overlay-driver.js'
 import type { OverlayMountAPI } from './probe.js'
-import { probeOverlay } from './probe.js'
+import { backingFsName, probeOverlay } from './probe.js'
+import type { OverlayFeatures } from './probe.js'
 
 export { OverlayDriver, OVERLAY_DRIVER_NAME, MAX_LOWERS } from './overlay-driver.js'
 export type { OverlayDriverOptions } from './overlay-driver.js'
@@ -47,6 +51,24 @@ export function parseOverlayOptions(options: Readonly<Record<string, string>>): 
   return { mountAPI }
 }
 
+/** Docker's name for its overlay driver: home `<root>/overlay2`, layerdb `image/overlay2/`. */
+export const OVERLAY2_DRIVER_NAME = 'overlay2'
+
+/**
+ * A read-only instance: no probe (it mounts in a scratch dir under home), no `init` (it
+ * makes `l/`, sweeps and re-links); only the backing filesystem's name is read, for status.
+ */
+async function openOverlayReadOnly(name: string, init: DriverInitOptions): Promise<OverlayDriver> {
+  parseOverlayOptions(init.options ?? {})
+  const features: OverlayFeatures = Object.freeze({
+    backingFs: await backingFsName(init.home),
+    lowerdirAppend: false,
+    api: 'mount-data',
+    options: Object.freeze([]),
+  })
+  return new OverlayDriver({ name, home: init.home, features, readOnly: true })
+}
+
 /** The overlay factory: first in auto-selection where the kernel and filesystem allow it. */
 export const overlayDriverFactory: DriverFactory = Object.freeze({
   name: OVERLAY_DRIVER_NAME,
@@ -58,5 +80,23 @@ export const overlayDriverFactory: DriverFactory = Object.freeze({
     await driver.init()
     return driver
   },
+  openReadOnly: (init: DriverInitOptions) => openOverlayReadOnly(OVERLAY_DRIVER_NAME, init),
+  holdsLayers: overlayHoldsLayers,
+})
+
+/**
+ * `overlay2`: our overlay driver under Docker's name, so that a Docker data root
+ * (`/var/lib/docker`) opens with `{ driver: 'overlay2', readOnly: true }` (issue 6). Never
+ * auto-selected, and never opened writable (`readOnlyOnly`): a Docker root belongs
+ * to dockerd, which knows nothing of our lock, and our cleanup would take its containers'
+ * layers for orphans.
+ */
+export const overlay2DriverFactory: DriverFactory = Object.freeze({
+  name: OVERLAY2_DRIVER_NAME,
+  readOnlyOnly: true,
+  async create(init: DriverInitOptions): Promise<OverlayDriver> {
+    throw new DriverReadOnlyOnlyError(OVERLAY2_DRIVER_NAME, init.home)
+  },
+  openReadOnly: (init: DriverInitOptions) => openOverlayReadOnly(OVERLAY2_DRIVER_NAME, init),
   holdsLayers: overlayHoldsLayers,
 })

@@ -12,8 +12,14 @@
  * - a layer made with `createReadWrite` is mounted with `diff/` as the upper and `work/`;
  * - a base layer (no parent) cannot be an overlay on its own (overlayfs needs an upper or two
  *   lowers): its view is a bind mount of `diff/`, read-only (bind, then remount) if committed.
- * `get(id, { writable: true })` mounts the read-write way whatever the marker says. The first
- * `get` decides the view; later ones share it until the last `put`.
+ * `get(id, { writable: true })` mounts the read-write way whatever the marker says, and
+ * `get(id, { readOnly: true })` the read-only way (a RW layer's `diff/` as the top lower, its
+ * `work/` untouched). The first `get` decides the view; later ones share it until the last
+ * `put`, and one asking for the other view gets `MountModeConflictError`.
+ *
+ * Opened read-only (`readOnly`, for a read-only store such as a Docker data root), the driver
+ * writes and mounts nothing: create, remove, get and applyDiff are refused, and `cleanup`
+ * leaves every mount alone (a Docker root's mounts are its running containers').
  */
 import { mkdir, readdir, readFile, rename, rm, rmdir, stat, symlink, unlink, writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
@@ -30,6 +36,7 @@ import type {
 } from '../../graphdriver/index.js'
 import {
   assertLayerID,
+  checkSharedView,
   InvalidDriverOptionError,
   hasErrno,
   listLayerDirs,
@@ -40,6 +47,7 @@ import {
   mountPointsUnder,
   MountCounter,
   naiveDiff,
+  ReadOnlyNotSupportedError,
 } from '../../graphdriver/index.js'
 import { hasCode } from '../../errors.js'
 import { RelativeMounter } from '../../native/index.js'
@@ -70,16 +78,25 @@ export const MAX_LOWERS = 128
 
 /** Options of {@link OverlayDriver}; the factory (index.ts) probes the features. */
 export interface OverlayDriverOptions {
-  /** The driver's home, `<root>/overlay`. */
+  /** The driver's home, `<root>/<name>`. */
   readonly home: string
   /** What `probeOverlay` found. */
   readonly features: OverlayFeatures
+  /**
+   * The registered name: `overlay` (default), or `overlay2`, Docker's name for the same
+   * layout (home `<root>/overlay2`, layerdb `image/overlay2/`).
+   */
+  readonly name?: string
+  /** Write and mount nothing (see the module doc). Default false. */
+  readonly readOnly?: boolean
 }
 
 /** See the module doc. Its diff half is overlay-diff.ts. */
 export class OverlayDriver implements DiffGetterDriver {
-  readonly name = OVERLAY_DRIVER_NAME
+  readonly name: string
   readonly home: string
+  /** True when opened read-only: nothing is written or mounted. */
+  readonly readOnly: boolean
   readonly capabilities: DriverCapabilities
   /** Paths of this home. */
   readonly layout: OverlayLayout
@@ -91,6 +108,8 @@ export class OverlayDriver implements DiffGetterDriver {
   readonly #mounter: RelativeMounter
 
   constructor(options: OverlayDriverOptions) {
+    this.name = options.name ?? OVERLAY_DRIVER_NAME
+    this.readOnly = options.readOnly ?? false
     this.home = options.home
     this.layout = new OverlayLayout(options.home)
     this.features = options.features
@@ -112,6 +131,7 @@ export class OverlayDriver implements DiffGetterDriver {
    * of every child fail with ELOOP). Idempotent; O(layers).
    */
   async init(): Promise<void> {
+    this.#checkWritable('init')
     await maintainHome(this.layout)
   }
 
@@ -132,6 +152,7 @@ export class OverlayDriver implements DiffGetterDriver {
   }
 
   async #create(id: string, parent: string | null, readOnly: boolean): Promise<void> {
+    this.#checkWritable('create a layer')
     assertLayerID(this.name, id, RESERVED_IDS)
     if (parent !== null) assertLayerID(this.name, parent, RESERVED_IDS)
     const [taken, parentInfo] = await Promise.all([
@@ -182,6 +203,7 @@ export class OverlayDriver implements DiffGetterDriver {
 
   /** Deletes the layer; see `ProtoDriver.remove`. A missing layer is not an error. */
   async remove(id: DriverLayerID): Promise<void> {
+    this.#checkWritable('remove a layer')
     assertLayerID(this.name, id, RESERVED_IDS)
     const merged = this.layout.mergedDir(id)
     const holders = this.#counter.count(merged)
@@ -204,9 +226,11 @@ export class OverlayDriver implements DiffGetterDriver {
 
   /** Mounts (or shares the mount of) the layer's view; see `ProtoDriver.get`. */
   async get(id: DriverLayerID, options?: GetOptions): Promise<string> {
+    this.#checkWritable('mount a layer')
     assertLayerID(this.name, id, RESERVED_IDS)
     if (!(await this.exists(id))) throw new LayerNotFoundError(this.name, id)
     const merged = this.layout.mergedDir(id)
+    let mounted = false
     await this.#counter.acquire(merged, async () => {
       const plan = await this.planMount(id, options)
       await mkdir(merged, { mode: 0o700 }).catch((err: unknown) => {
@@ -219,7 +243,10 @@ export class OverlayDriver implements DiffGetterDriver {
         await this.#explainMountFailure(id, err)
         throw new OverlayMountError(id, merged, `mount (${plan.method})`, { cause: err })
       }
+      mounted = true
     })
+    // A shared mount (ours or adopted) shows the view its first get chose: it must be this one.
+    if (!mounted) await checkSharedView(this.name, id, merged, this.#wantsReadOnly(await this.layerInfo(id), options), () => this.put(id))
     return merged
   }
 
@@ -268,7 +295,7 @@ export class OverlayDriver implements DiffGetterDriver {
       ['Backing Filesystem', this.features.backingFs],
       ['Supports d_type', 'not probed'],
       ['Native Overlay Diff', 'true'],
-      ['Mount API', this.features.api === 'lowerdir+' ? 'fsconfig lowerdir+' : 'mount(2) with short links'],
+      ['Mount API', this.readOnly ? 'none (opened read-only)' : this.features.api === 'lowerdir+' ? 'fsconfig lowerdir+' : 'mount(2) with short links'],
       ['Mount Options', this.features.options.join(',') || '(none)'],
       ['Layers', String(layers)],
     ]
@@ -292,6 +319,7 @@ export class OverlayDriver implements DiffGetterDriver {
    * counts and ends the relative mounter's thread. Layers stay. A second call finds nothing to do.
    */
   async cleanup(): Promise<void> {
+    if (this.readOnly) return
     for (const path of this.#counter.paths()) await this.#counter.releaseAll(path, () => unmountTarget(path))
     for (const point of await mountPointsUnder(this.home)) {
       if (point.endsWith('/merged')) await unmountTarget(point)
@@ -302,6 +330,7 @@ export class OverlayDriver implements DiffGetterDriver {
 
   /** Extracts a layer tar into the layer (native into `diff/` on its own parent). */
   applyDiff(id: DriverLayerID, parent: DriverLayerID | null, members: AsyncIterable<TarMember>): Promise<number> {
+    if (this.readOnly) return Promise.reject(this.#readOnlyError('apply a diff'))
     return this.#diff.applyDiff(id, parent, members)
   }
 
@@ -346,13 +375,26 @@ export class OverlayDriver implements DiffGetterDriver {
       id,
       link: info.link,
       lowers: info.lowers,
-      readOnly: info.committed && !options?.writable,
+      readOnly: this.#wantsReadOnly(info, options),
       options: this.features.options,
       api: this.features.api,
       ...(options?.mountLabel ? { mountLabel: options.mountLabel } : {}),
     })
     if (plan.method === 'too-long') throw new OverlayMountTooLongError(id, plan.length, plan.limit)
     return plan
+  }
+
+  // readOnly wins over writable; else a committed layer is read-only unless writable is asked.
+  #wantsReadOnly(info: OverlayLayerInfo, options: GetOptions | undefined): boolean {
+    return options?.readOnly === true || (info.committed && !options?.writable)
+  }
+
+  #checkWritable(operation: string): void {
+    if (this.readOnly) throw this.#readOnlyError(operation)
+  }
+
+  #readOnlyError(operation: string): ReadOnlyNotSupportedError {
+    return new ReadOnlyNotSupportedError(this.name, 'open', `opened read-only: cannot ${operation}`)
   }
 
   // After a failed mount: a lower whose `l/` link is gone is the likely cause (the kernel only

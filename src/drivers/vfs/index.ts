@@ -25,6 +25,11 @@ export const vfsDriverFactory: DriverFactory = Object.freeze({
     const readOnlyMounts = asked ?? (await canBindReadOnly(init.home))
     return naiveDiff(new VfsDriver({ home: init.home, readOnlyMounts }))
   },
+  /** No skeleton, no probe mount: `get` hands out plain directories (see `VfsDriver`). */
+  async openReadOnly(init: DriverInitOptions) {
+    parseOptions(init.options ?? {})
+    return naiveDiff(new VfsDriver({ home: init.home, readOnlyMounts: false, readOnly: true }))
+  },
   holdsLayers: vfsHoldsLayers,
 })
 

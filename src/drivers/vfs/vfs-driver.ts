@@ -17,6 +17,11 @@
  * `get` of a read-write layer returns its directory; `get` of a read-only layer returns a
  * read-only bind mount of it (counted: the first get mounts, the last put unmounts), so a
  * write there fails with EROFS, unless the home was opened with read-only mounts disabled.
+ * `get(id, { readOnly: true })` of a read-write layer gives that read-only mount too, beside
+ * its writable directory (two paths, so both views can be out at once).
+ *
+ * Opened read-only (`readOnly`), the driver creates, removes and mounts nothing: `get`
+ * returns the layer's directory (what naive diffs read) and a read-only view is refused.
  */
 import { randomBytes } from 'node:crypto'
 import { mkdir, readdir, rename, rm, rmdir, stat, statfs, writeFile } from 'node:fs/promises'
@@ -43,6 +48,7 @@ import {
   LayerNotMountedError,
   MAX_LAYER_DEPTH,
   MountCounter,
+  ReadOnlyNotSupportedError,
 } from '../../graphdriver/index.js'
 import { hasCode } from '../../errors.js'
 import { isMountPoint, mount, MNT_DETACH, MS_BIND, MS_RDONLY, MS_REMOUNT, umount } from '../../native/index.js'
@@ -61,6 +67,8 @@ export interface VfsDriverOptions {
    * `get` returns every layer's directory, writable: `capabilities.readOnlyLayers` is false.
    */
   readonly readOnlyMounts: boolean
+  /** Write and mount nothing (a read-only store); implies no read-only mounts. Default false. */
+  readonly readOnly?: boolean
 }
 
 /**
@@ -72,17 +80,20 @@ export class VfsDriver implements ProtoDriver {
   readonly home: string
   readonly capabilities: DriverCapabilities
   readonly #roMounts: boolean
+  /** True when opened read-only: nothing is written or mounted. */
+  readonly readOnly: boolean
   readonly #counter = new MountCounter({ isMounted: (p) => isMountPoint(p) })
   /** Outstanding gets that returned the plain directory (no mount), per id. */
   readonly #plainHolders = new Map<string, number>()
 
   constructor(options: VfsDriverOptions) {
     this.home = options.home
-    this.#roMounts = options.readOnlyMounts
+    this.readOnly = options.readOnly ?? false
+    this.#roMounts = options.readOnlyMounts && !this.readOnly
     this.capabilities = Object.freeze({
-      readOnlyLayers: options.readOnlyMounts,
+      readOnlyLayers: this.#roMounts,
       nativeDiff: false,
-      mounts: options.readOnlyMounts,
+      mounts: this.#roMounts,
       preservesMetadata: true,
       maxDepth: MAX_LAYER_DEPTH,
     })
@@ -108,6 +119,7 @@ export class VfsDriver implements ProtoDriver {
   }
 
   async #create(id: DriverLayerID, parent: DriverLayerID | null, readWrite: boolean): Promise<void> {
+    this.#checkWritable('create a layer')
     assertLayerID(this.name, id)
     if (parent !== null) assertLayerID(this.name, parent)
     if (await this.exists(id)) throw new LayerExistsError(this.name, id)
@@ -131,6 +143,7 @@ export class VfsDriver implements ProtoDriver {
   }
 
   async remove(id: DriverLayerID): Promise<void> {
+    this.#checkWritable('remove a layer')
     assertLayerID(this.name, id)
     const mnt = this.#mountPoint(id)
     const holders = this.#holders(id)
@@ -153,7 +166,10 @@ export class VfsDriver implements ProtoDriver {
     assertLayerID(this.name, id)
     const dir = this.#dir(id)
     await this.#mustExist(id)
-    if (!this.#roMounts || options?.writable || (await this.#isReadWrite(id))) {
+    if (options?.readOnly && !this.#roMounts) {
+      throw new ReadOnlyNotSupportedError(this.name, 'view', `no read-only view of ${id}: read-only bind mounts are off here (vfs.ro_mounts)`)
+    }
+    if (!options?.readOnly && (!this.#roMounts || options?.writable || (await this.#isReadWrite(id)))) {
       this.#plainHolders.set(id, (this.#plainHolders.get(id) ?? 0) + 1)
       return dir
     }
@@ -223,6 +239,10 @@ export class VfsDriver implements ProtoDriver {
     // Mounts this instance never touched may belong to another live instance sharing the
     // home: they are left alone (the store's startup reconciliation sweeps crash leftovers
     // with unmountAll).
+  }
+
+  #checkWritable(operation: string): void {
+    if (this.readOnly) throw new ReadOnlyNotSupportedError(this.name, 'open', `opened read-only: cannot ${operation}`)
   }
 
   async #unmount(mnt: string): Promise<void> {
