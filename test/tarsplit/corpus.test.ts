@@ -26,7 +26,7 @@ import { directoryGetter, mapGetter, type FileGetter } from '../../src/tarsplit/
 import { JsonPacker } from '../../src/tarsplit/json-packer.js'
 import { readEntries } from '../../src/tarsplit/json-unpacker.js'
 import type { TarMember } from '../../src/tarsplit/tar-header.js'
-import { corpusBytes, corpusManifest, corpusPath, type CorpusFile } from './disassemble-helpers.js'
+import { corpusBytes, corpusManifest, corpusPath, denseContent, type CorpusFile } from './disassemble-helpers.js'
 
 const execFileAsync = promisify(execFile)
 const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex')
@@ -110,16 +110,7 @@ async function extract(m: TarMember, root: string): Promise<void> {
 async function logical(m: TarMember): Promise<Buffer> {
   const parts: Buffer[] = []
   for await (const c of m.content) parts.push(Buffer.from(c))
-  const stored = Buffer.concat(parts)
-  const sparse = m.header.sparse
-  if (sparse === undefined) return stored
-  const out = Buffer.alloc(sparse.realSize)
-  let at = 0
-  for (const e of sparse.map) {
-    stored.copy(out, e.offset, at, at + e.length)
-    at += e.length
-  }
-  return out
+  return denseContent(m, Buffer.concat(parts))
 }
 
 interface Outcome {

@@ -6,7 +6,7 @@ import { gunzipSync } from 'node:zlib'
 import { readFileSync } from 'node:fs'
 import { disassemble, type DisassembleOptions } from '../../src/tarsplit/disassemble.js'
 import type { EntryInput } from '../../src/tarsplit/entry.js'
-import type { TarHeader } from '../../src/tarsplit/tar-header.js'
+import type { TarHeader, TarMember } from '../../src/tarsplit/tar-header.js'
 
 /** A member as collected: its header and the bytes its content yielded. */
 export interface CollectedMember {
@@ -99,4 +99,17 @@ export function corpusBytes(file: string): Buffer {
 /** The path of a corpus file on disk. */
 export function corpusPath(file: string): string {
   return new URL(file, CORPUS).pathname
+}
+
+/** A member's file as extracted from its stored bytes: sparse extents placed at their offsets in zeros. */
+export function denseContent(m: TarMember, stored: Buffer): Buffer {
+  const sparse = m.header.sparse
+  if (sparse === undefined) return stored
+  const out = Buffer.alloc(sparse.realSize)
+  let at = 0
+  for (const e of sparse.map) {
+    stored.copy(out, e.offset, at, at + e.length)
+    at += e.length
+  }
+  return out
 }

@@ -8,27 +8,15 @@ import fs from 'node:fs'
 import { Readable, Writable } from 'node:stream'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { readFileChunks } from '../../src/io/index.js'
-import { JsonPacker, assemble, disassemble, mapGetter, readEntries, type TarMember } from '../../src/tarsplit/index.js'
+import { JsonPacker, assemble, disassemble, mapGetter, readEntries } from '../../src/tarsplit/index.js'
 import { makeMixedTars, type MixedTars } from '../io/mixed-tars.js'
+import { denseContent } from './disassemble-helpers.js'
 
 let tars: MixedTars
 beforeAll(() => {
   tars = makeMixedTars()
 })
 afterAll(() => tars?.remove())
-
-/** The member's file as extracted: sparse extents placed at their offsets in zeros. */
-function dense(m: TarMember, stored: Buffer): Buffer {
-  const sparse = m.header.sparse
-  if (sparse === undefined) return stored
-  const out = Buffer.alloc(sparse.realSize)
-  let at = 0
-  for (const e of sparse.map) {
-    stored.copy(out, e.offset, at, at + e.length)
-    at += e.length
-  }
-  return out
-}
 
 async function disassembleAll(
   source: AsyncIterable<Uint8Array>,
@@ -41,7 +29,7 @@ async function disassembleAll(
     const parts: Buffer[] = []
     // lent: copy each piece before asking for the next; content: keep the views themselves.
     for await (const c of read === 'lent' ? m.lent! : m.content) parts.push(read === 'lent' ? Buffer.from(c) : c)
-    if (m.header.type === 'file' && m.header.size > 0) files.push([m.header.name, dense(m, Buffer.concat(parts))])
+    if (m.header.type === 'file' && m.header.size > 0) files.push([m.header.name, denseContent(m, Buffer.concat(parts))])
   }
   await packer.finish()
   return { json: Buffer.concat(json), files }
