@@ -1,8 +1,10 @@
 /**
  * Recursive removal that never follows a symlink and handles byte-string names (Node's
- * `fs.rmSync` joins names as UTF-8 text, which breaks Latin-1 names).
+ * `fs.rmSync` joins names as UTF-8 text, which breaks Latin-1 names): synchronous for the
+ * apply's per-member calls, asynchronous with bounded memory for deleting a whole layer.
  */
 import fs from 'node:fs'
+import fsp from 'node:fs/promises'
 import { fsPath, joinRel } from './byte-path.js'
 
 /**
@@ -43,4 +45,112 @@ export function removeChildren(abs: string, rel: string, onRemoved?: (rel: strin
     }
     onRemoved?.(childRel)
   }
+}
+
+/** Directories being emptied at once; each unlinks its files one at a time. */
+const PARALLEL_DIRECTORIES = 8
+
+/**
+ * Removes the directory tree at `path` (text, as Node gives paths; names inside may be any
+ * bytes) without blocking the event loop; a missing path is fine, a non-directory is
+ * unlinked. For deleting a whole layer (a driver's `remove`, the discarded copy of a layer
+ * registered twice).
+ *
+ * Why not `fs.promises.rm(path, { recursive: true })`: Node 20 walks the whole tree at once
+ * (every directory's children in parallel), so every name and pending call of the tree is in
+ * memory together: +31 MiB of peak RSS for a layer of 55k files (issue #6). Here a few
+ * directories are emptied at a time, taken depth first from a stack: memory holds the
+ * directories waiting on that stack and the listings being worked on, whatever the number
+ * of files. A directory is removed once its files and subdirectories are gone.
+ */
+export async function removeTreeAsync(path: string): Promise<boolean> {
+  try {
+    await fsp.rmdir(path)
+    return true
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    if (code === 'ENOENT') return false
+    if (code === 'ENOTDIR') {
+      await fsp.unlink(path).catch(ignoreMissing)
+      return true
+    }
+    if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw err
+  }
+  await new TreeRemoval(Buffer.from(path)).done
+  return true
+}
+
+/** A directory being removed: `pending` counts its own emptying plus subdirectories left. */
+interface DirNode {
+  readonly path: Buffer
+  readonly parent: DirNode | null
+  pending: number
+}
+
+/** The state of one {@link removeTreeAsync}: a stack of directories and a few workers on it. */
+class TreeRemoval {
+  readonly done: Promise<void>
+  readonly #stack: DirNode[]
+  #running = 0
+  #failed = false
+  #resolve!: () => void
+  #reject!: (err: unknown) => void
+
+  constructor(root: Buffer) {
+    this.#stack = [{ path: root, parent: null, pending: 1 }]
+    this.done = new Promise((resolve, reject) => {
+      this.#resolve = resolve
+      this.#reject = reject
+    })
+    this.#pump()
+  }
+
+  #pump(): void {
+    while (!this.#failed && this.#running < PARALLEL_DIRECTORIES && this.#stack.length > 0) {
+      const node = this.#stack.pop()!
+      this.#running++
+      this.#empty(node).then(
+        () => {
+          this.#running--
+          if (this.#stack.length > 0) this.#pump()
+          else if (this.#running === 0 && !this.#failed) this.#resolve()
+        },
+        (err: unknown) => {
+          this.#running--
+          // The first error wins; the workers still running stop taking directories.
+          if (!this.#failed) this.#reject(err)
+          this.#failed = true
+        },
+      )
+    }
+  }
+
+  /** Unlinks the files of `node`, stacks its subdirectories, and removes it if that was all. */
+  async #empty(node: DirNode): Promise<void> {
+    const entries = await fsp.readdir(node.path, { encoding: 'buffer', withFileTypes: true })
+    for (const d of entries) {
+      const child = Buffer.concat([node.path, SLASH, d.name])
+      if (d.isDirectory()) {
+        node.pending++
+        this.#stack.push({ path: child, parent: node, pending: 1 })
+      } else {
+        await fsp.unlink(child).catch(ignoreMissing)
+      }
+    }
+    this.#pump()
+    await this.#finish(node)
+  }
+
+  /** One of `node`'s pending parts is done; the last one removes it, then tells its parent. */
+  async #finish(node: DirNode): Promise<void> {
+    for (let n: DirNode | null = node; n !== null && --n.pending === 0; n = n.parent) {
+      await fsp.rmdir(n.path).catch(ignoreMissing)
+    }
+  }
+}
+
+const SLASH = Buffer.from('/')
+
+function ignoreMissing(err: unknown): void {
+  if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
 }

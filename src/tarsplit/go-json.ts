@@ -62,11 +62,20 @@ export function encodeEntry(entry: Entry): Buffer {
  * entry to add its position).
  */
 export function encodeLine(entry: EntryInput, position: number): Buffer {
+  return Buffer.from(lineText(entry, position), 'utf8')
+}
+
+/**
+ * The line of {@link encodeLine} as a string (its UTF-8 encoding is the line), for a writer
+ * that copies it straight into a buffer of its own rather than holding a Buffer per line.
+ *
+ * @throws MetadataFormatError as {@link encodeEntry}
+ */
+export function lineText(entry: EntryInput, position: number): string {
   checkCount('position', position)
   let out: string
   if (entry.type === SEGMENT_TYPE) {
-    // Pure ASCII: latin1 is the cheapest conversion to bytes.
-    return Buffer.from(`{"type":2,"payload":${encodeBytes(entry.payload)},"position":${position}}\n`, 'latin1')
+    return `{"type":2,"payload":${encodeBytes(entry.payload)},"position":${position}}\n`
   } else if (entry.type === FILE_TYPE) {
     checkCount('size', entry.size)
     out = '{"type":1'
@@ -89,8 +98,7 @@ export function encodeLine(entry: EntryInput, position: number): Buffer {
   } else {
     throw new MetadataFormatError(`cannot encode entry of type ${String((entry as { type: unknown }).type)}`)
   }
-  out += `,"position":${position}}\n`
-  return Buffer.from(out, 'utf8')
+  return `${out},"position":${position}}\n`
 }
 
 function encodeBytes(b: Buffer | null): string {

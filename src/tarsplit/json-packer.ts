@@ -6,17 +6,22 @@ import { Writable } from 'node:stream'
 import { finished, pipeline } from 'node:stream/promises'
 import { createGzip } from 'node:zlib'
 import createDebug from 'debug'
-import { FILE_TYPE } from './entry.js'
+import { FILE_TYPE, SEGMENT_TYPE } from './entry.js'
 import type { EntryInput, EntrySink } from './entry.js'
 import { DuplicatePathError } from './errors.js'
-import { encodeLine } from './go-json.js'
-import { cleanKey } from './go-path.js'
+import { lineText } from './go-json.js'
+import { writeLine } from './line-writer.js'
+import { goClean } from './go-path.js'
+import { PathSet } from './path-set.js'
 
 const debug = createDebug('layerstore:tarsplit')
 
 /**
- * Lines are gathered into chunks of about this size before they are written: a layer of 55k
- * files makes 110k entries, and one zlib call per line costs more than the encoding itself.
+ * Lines are copied into a buffer of this size and written when the next one might not fit: a
+ * layer of 55k files makes 110k entries, and one zlib call per line costs more than the
+ * encoding itself. Copied, not gathered as a Buffer per line: objects held across many
+ * allocations survive V8's scavenges, and survivors make it grow its young generation (see
+ * path-set.ts); a line's string dies as soon as it is copied.
  */
 const BATCH_BYTES = 64 * 1024
 
@@ -48,9 +53,9 @@ export interface JsonPackerOptions {
 export class JsonPacker implements EntrySink {
   readonly #target: Writable
   readonly #done: Promise<void>
-  readonly #seen = new Set<string>()
+  readonly #seen = new PathSet()
   #position = 0
-  #batch: Buffer[] = []
+  #batch = Buffer.allocUnsafe(BATCH_BYTES)
   #batchBytes = 0
   #failure: Error | undefined
   #finished = false
@@ -89,17 +94,29 @@ export class JsonPacker implements EntrySink {
   add(entry: EntryInput): void | Promise<void> {
     if (this.#failure) throw this.#failure
     if (this.#finished) throw new Error('JsonPacker.add() after finish()')
-    // Encode before recording the name, so that a refused entry leaves no trace.
-    const line = encodeLine(entry, this.#position)
-    if (entry.type === FILE_TYPE) {
-      const key = cleanKey(entry.name)
-      if (this.#seen.has(key)) throw new DuplicatePathError(entry.name)
-      this.#seen.add(key)
+    // Encode before recording the name, so that a refused entry leaves no trace: into the
+    // batch (its bytes count only once #batchBytes moves), or as a string when it is rare.
+    let end = writeLine(entry, this.#position, this.#batch, this.#batchBytes)
+    let full = false
+    if (end === -1) {
+      full = this.#writeBatch()
+      end = writeLine(entry, this.#position, this.#batch, 0)
     }
+    const text = end < 0 ? lineText(entry, this.#position) : undefined
+    if (entry.type === FILE_TYPE && !this.#seen.add(goClean(entry.name))) throw new DuplicatePathError(entry.name)
     this.#position++
-    this.#batch.push(line)
-    this.#batchBytes += line.length
-    if (this.#batchBytes >= BATCH_BYTES) return this.#flush()
+    if (text === undefined) {
+      this.#batchBytes = end
+    } else {
+      // Segment lines are ASCII (base64); a file line's UTF-16 unit takes at most 3 UTF-8 bytes.
+      const encoding = entry.type === SEGMENT_TYPE ? 'latin1' : 'utf8'
+      const most = encoding === 'latin1' ? text.length : 3 * text.length
+      if (this.#batchBytes + most > BATCH_BYTES) full = this.#writeBatch() || full
+      // A line longer than a batch (a segment of up to 1 MiB of trailing data) goes alone.
+      if (most > BATCH_BYTES) full = !this.#target.write(Buffer.from(text, encoding)) || full
+      else this.#batchBytes += this.#batch.write(text, this.#batchBytes, encoding)
+    }
+    if (full) return this.#drain()
   }
 
   /**
@@ -119,12 +136,21 @@ export class JsonPacker implements EntrySink {
     await this.#done
   }
 
-  #flush(): void | Promise<void> {
-    if (this.#batchBytes === 0) return
-    const chunk = this.#batch.length === 1 ? this.#batch[0]! : Buffer.concat(this.#batch, this.#batchBytes)
-    this.#batch = []
+  /** Writes what is buffered, if anything; true when the output asks us to wait for 'drain'. */
+  #writeBatch(): boolean {
+    if (this.#batchBytes === 0) return false
+    // The output keeps the chunk until zlib or the file took it: a fresh buffer for the next.
+    const chunk = this.#batch.subarray(0, this.#batchBytes)
+    this.#batch = Buffer.allocUnsafe(BATCH_BYTES)
     this.#batchBytes = 0
-    if (this.#target.write(chunk)) return
+    return !this.#target.write(chunk)
+  }
+
+  #flush(): void | Promise<void> {
+    if (this.#writeBatch()) return this.#drain()
+  }
+
+  #drain(): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       const onDrain = (): void => {
         this.#target.off('error', onError)

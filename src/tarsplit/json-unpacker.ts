@@ -13,7 +13,8 @@ import { FILE_TYPE } from './entry.js'
 import type { Entry } from './entry.js'
 import { DuplicatePathError, MetadataFormatError } from './errors.js'
 import { decodeEntry } from './go-json.js'
-import { cleanKey } from './go-path.js'
+import { goClean } from './go-path.js'
+import { PathSet } from './path-set.js'
 
 /** Default bound on one JSON value: a segment of 1 MiB is ≈ 1.4 MiB of base64. */
 export const DEFAULT_MAX_VALUE_SIZE = 64 * 1024 * 1024
@@ -53,15 +54,14 @@ export async function* readEntries(
   options: ReadEntriesOptions = {},
 ): AsyncGenerator<Entry, void, undefined> {
   const max = options.maxValueSize ?? DEFAULT_MAX_VALUE_SIZE
-  const seen = new Set<string>()
+  // Off the heap, as in the packer (see path-set.ts): a tarStream of 55k files holds 55k names.
+  const seen = new PathSet()
   const scanner = new ValueScanner(max)
   for await (const chunk of maybeGunzip(source, options.gzip ?? 'auto')) {
     for (const { bytes, line } of scanner.push(chunk)) {
       const entry = decodeEntry(bytes, { line })
       if (entry.type === FILE_TYPE) {
-        const key = cleanKey(entry.name)
-        if (seen.has(key)) throw new DuplicatePathError(entry.name, line)
-        seen.add(key)
+        if (!seen.add(goClean(entry.name))) throw new DuplicatePathError(entry.name, line)
       }
       yield entry
     }

@@ -6,6 +6,7 @@ import { PassThrough, Writable } from 'node:stream'
 import { gunzipSync } from 'node:zlib'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { JsonPacker, packToBuffer } from '../../src/tarsplit/json-packer.js'
+import { encodeLine } from '../../src/tarsplit/go-json.js'
 import { DuplicatePathError } from '../../src/tarsplit/errors.js'
 import { hasCode, isKind } from '../../src/errors.js'
 import type { EntryInput } from '../../src/tarsplit/entry.js'
@@ -119,6 +120,27 @@ describe('JsonPacker', () => {
     expect(sha256(plain)).toBe(GOLDEN_JSON_SHA256)
     const gz = await packToBuffer(goldenEntries(), { gzip: true })
     expect(gunzipSync(gz)).toEqual(plain)
+  })
+
+  it('writes every line as encodeLine does, whichever way each goes into the batch', async () => {
+    // Plain names and segments are written into the batch in place; names to escape, invalid
+    // UTF-8, sparse entries and lines larger than a batch go through strings. Mixed, in order,
+    // across many batch boundaries, with and without gzip.
+    const entries: EntryInput[] = []
+    for (let i = 0; i < 3000; i++) {
+      entries.push({ type: 2, payload: Buffer.alloc(512 + (i % 3), i) })
+      const name = [`dir/file-${i}`, `a<b>&"${i}"`, `é/日本/${i}`][i % 3]!
+      entries.push({ type: 1, name: Buffer.from(name), size: i, payload: i % 5 === 0 ? null : Buffer.alloc(8, i) })
+      if (i % 500 === 0) {
+        entries.push({ type: 1, name: Buffer.from([0x6e, 0xff, i & 0x7f]), size: 0, payload: null })
+        entries.push({ type: 1, name: Buffer.from(`sparse-${i}`), size: 9, payload: Buffer.alloc(8), sparse: [{ offset: 1, length: 2 }] })
+        entries.push({ type: 2, payload: Buffer.alloc(200 * 1024 + i, 7) })
+      }
+    }
+    const expected = Buffer.concat(entries.map((e, i) => encodeLine(e, i)))
+    // Digests: a deep toEqual of megabytes is slow.
+    expect(sha256(await packToBuffer(entries))).toBe(sha256(expected))
+    expect(sha256(gunzipSync(await packToBuffer(entries, { gzip: true })))).toBe(sha256(expected))
   })
 
   it('packs 110k entries quickly enough (a 55k-file layer; reported, not asserted)', async () => {
