@@ -42,33 +42,42 @@ export class RWLayerManager implements RWLayerOps {
     this.#core.checkOpen()
   }
 
-  /** See `LayerStore.createRWLayer`. */
+  /**
+   * See `LayerStore.createRWLayer`. The parent is held the way register holds it (metadata's
+   * write-set-parents.ts): the write set is opened and the parent written into it under the
+   * lock that checked the parent, so the live set holds it while the slow part runs
+   * unlocked, and the committed record holds it after. No durable session reference is added
+   * to the parent and dropped again (two atomic replacements, four fsyncs per create).
+   */
   async create(name: string, parent: ChainID | null, options: CreateRWLayerOptions): Promise<RWLayerHandle> {
     checkMountName(name)
     const core = this.#core
     const { driver, metadata, session } = core
     const parentID = parent === null ? null : parseChainID(parent)
-    const parentInfo = await core.exclusive(async () => {
-      if (await this.#exists(name)) throw new MountNameConflictError(name)
-      if (parentID === null) return null
-      const info = await core.describe(parentID)
-      // Held by the session while the slow part runs outside the lock.
-      await core.addHolder(parentID, session.holder, 1)
-      return info
-    })
-    let parentHeld = parentInfo !== null
     const mountID = newMountID()
     const initID = options.initFunc ? initIDFor(mountID) : null
     const made: string[] = []
     let committed = false
     let tx: Transaction | undefined
+    /** The parent to check after a failure: set once our write set held it. */
+    let heldParent: ChainID | null = null
     try {
-      tx = await metadata.startTransaction()
-      // The IDs are recorded before the driver makes them, so a scan never takes them for orphans.
-      await tx.setMountID(mountID)
-      if (initID) await tx.setInitID(initID)
-      if (parentID) await tx.setParent(parentID)
-      await tx.setExtra(REFERENCES_FILE, holdersJson(new Map([[session.holder, 1]])))
+      const parentInfo = await core.exclusive(async () => {
+        if (await this.#exists(name)) throw new MountNameConflictError(name)
+        const info = parentID === null ? null : await core.describe(parentID)
+        const set = (tx = await metadata.startTransaction())
+        heldParent = parentID
+        // The IDs are recorded before the driver makes them, so a scan never takes them for
+        // orphans; the parent, under the lock that found it, so that no deletion takes it.
+        await settleAll([
+          set.setMountID(mountID),
+          ...(initID ? [set.setInitID(initID)] : []),
+          ...(parentID ? [set.setParent(parentID)] : []),
+          set.setExtra(REFERENCES_FILE, holdersJson(new Map([[session.holder, 1]]))),
+        ])
+        return info
+      })
+      const set = tx as Transaction
       let base: string | null = parentInfo?.cacheID ?? null
       if (initID && options.initFunc) {
         await driver.createReadWrite(initID, base, {
@@ -88,30 +97,27 @@ export class RWLayerManager implements RWLayerOps {
       await driver.createReadWrite(mountID, base, options.storageOpt ? { storageOpt: options.storageOpt } : undefined)
       made.push(mountID)
       core.crash('rw-create:after-create')
-      const txn = tx
       await core.exclusive(async () => {
-        await txn.commitMount(name, { syncfsPaths: [driver.home] })
+        await set.commitMount(name, { syncfsPaths: [driver.home] })
         committed = true
         core.crash('rw-create:after-commit')
-        if (parentHeld && parentID) {
-          parentHeld = false
-          // The RW layer's record holds the parent now; a failure here only leaves a session
-          // reference, which ends with the session.
-          await core.addHolder(parentID, session.holder, -1).catch((err: unknown) => debug('dropping the hold on %s failed: %s', parentID, err))
-        }
       })
+      debug('created RW layer %s (mount %s, parent %s)', name, mountID, parentID ?? '-')
+      return this.#handle({ name, mountID, ...(initID ? { initID } : {}), ...(parentID ? { parent: parentID } : {}) }, parentInfo)
     } catch (err) {
       throw classifyError(err, `create RW layer ${JSON.stringify(name)}`)
     } finally {
       if (!committed) {
+        // The driver layers go first: while the write set names them, no scan deletes them.
         for (const id of made.reverse()) await driver.remove(id).catch((err: unknown) => debug('removing %s failed: %s', id, err))
         await tx?.cancel().catch((err: unknown) => debug('cancelling %s failed: %s', tx?.path, err))
+        // Our set held the parent; without it, the parent may be unheld now (as after a failed
+        // register). Never masks the operation's own error: a parent left behind is deleted
+        // by the next release or cleanup.
+        const held: ChainID | null = heldParent
+        if (held !== null) await core.deleteIfUnheld(held).catch((err: unknown) => debug('deleting the unheld %s failed: %s', held, err))
       }
-      // Never masks the operation's own error; a hold that stays ends with the session.
-      if (parentHeld && parentID) await core.dropHolder(parentID, session.holder).catch((err: unknown) => debug('giving back %s failed: %s', parentID, err))
     }
-    debug('created RW layer %s (mount %s, parent %s)', name, mountID, parentID ?? '-')
-    return this.#handle({ name, mountID, ...(initID ? { initID } : {}), ...(parentID ? { parent: parentID } : {}) }, parentInfo)
   }
 
   /**
@@ -344,4 +350,12 @@ export class RWLayerManager implements RWLayerOps {
     })
     return run
   }
+}
+
+/**
+ * Awaits independent writes; all settle before the first failure is thrown, so that the
+ * cancel that follows a failure races no write.
+ */
+async function settleAll(writes: ReadonlyArray<Promise<unknown>>): Promise<void> {
+  for (const result of await Promise.allSettled(writes)) if (result.status === 'rejected') throw result.reason
 }

@@ -7,9 +7,10 @@
  * reported ENOTTY, not EBADF). So blocking calls run in a small pool of worker threads, each
  * of which makes the call synchronously, reads errno at once and posts both back.
  *
- * Workers start lazily (~100 ms each, mostly loading koffi), serve one call at a time, and are
- * unref'd while idle so that they never keep the process alive; a pending call does, as a
- * pending fs call would. Only calls that finish on their own go here: a thread blocked in the
+ * Workers start lazily (~100 ms each, mostly Node's worker start-up, then koffi), or ahead
+ * of a call a caller knows is coming ({@link prewarmBlockingCalls}). Each serves one call at
+ * a time and is unref'd while idle, so that it never keeps the process alive; a pending call
+ * does, as a pending fs call would. Only calls that finish on their own go here: a thread blocked in the
  * kernel cannot be interrupted from JS, and Node joins worker threads at exit, so an
  * unbounded wait (a lock) would hang `process.exit()`. `lock.ts` polls instead.
  */
@@ -98,7 +99,15 @@ class BlockingCallPool {
     })
   }
 
-  #spawn(name: BlockingCall): Worker {
+  /** Starts one idle worker if none exists, so that a call soon after need not wait for it. */
+  prewarm(): void {
+    if (this.#workers > 0) return
+    const worker = this.#spawn('prewarm')
+    worker.unref()
+    this.#idle.push(worker)
+  }
+
+  #spawn(name: BlockingCall | 'prewarm'): Worker {
     this.#koffiUrl ??= koffiModuleURL()
     const worker = new Worker(WORKER_SOURCE, {
       eval: true,
@@ -159,6 +168,18 @@ let pool: BlockingCallPool | undefined
 
 /** At most this many blocking calls run at once; more wait in a queue. */
 const MAX_WORKERS = 4
+
+/**
+ * Starts a worker thread now, in the background, if none runs yet: for a caller that knows a
+ * blocking call (a syncfs, a mount) will follow shortly, so that the worker's start (~100 ms,
+ * mostly Node's own) overlaps the work before it. Returns at once; the idle worker never
+ * keeps the process alive. Does nothing off Linux.
+ */
+export function prewarmBlockingCalls(): void {
+  if (process.platform !== 'linux') return
+  pool ??= new BlockingCallPool(MAX_WORKERS)
+  pool.prewarm()
+}
 
 /**
  * Runs `name(...args)` on a worker thread; resolves with its result, or rejects with the

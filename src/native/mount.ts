@@ -5,14 +5,16 @@
  * may flush the filesystem, so either can take long enough to stall the event loop; they
  * run on a worker thread (see async-call.ts). The new-API calls are sync building blocks
  * that return fds; `mountOverlay` (overlay-mount.ts) runs the one slow step, creating the
- * superblock, on a worker.
+ * superblock, on a worker. `mountSync` and `umountSync` make the same calls on the calling
+ * thread, for mounts known to be tiny (a probe of empty dirs takes about a millisecond, where
+ * starting the worker, the first time, takes ~100 ms).
  */
 import { readSync } from 'node:fs'
 import createDebug from 'debug'
 import { callBlocking } from './async-call.js'
 import { SyscallError } from './errors.js'
 import type { PathLike } from './errors.js'
-import { AT_FDCWD, check, checkFd, cPath, cString, lastErrno, rawSyscall, SYS } from './libc.js'
+import { AT_FDCWD, check, checkFd, cPath, cString, func, lastErrno, rawSyscall, SYS } from './libc.js'
 
 const debug = createDebug('layerstore:native')
 
@@ -142,6 +144,39 @@ export async function umount(target: PathLike, flags = 0): Promise<void> {
   debug('umount %s flags %d', target, flags)
   await callBlocking('umount2', [cPath('umount2', target, 'target'), flags], 'umount2', { path: target })
 }
+
+/**
+ * {@link mount} on the calling thread: blocks the event loop for as long as the kernel takes,
+ * so only for a mount known to be quick (a bind, an overlay of a few empty dirs). Throws what
+ * {@link mount} rejects with.
+ */
+export function mountSync(source: PathLike | null, target: PathLike, fstype: string | null, flags: number, data?: string): void {
+  const args = [
+    source === null ? null : cPath('mount', source, 'source'),
+    cPath('mount', target, 'target'),
+    fstype === null ? null : cString('mount', fstype, 'fstype'),
+    flags,
+    data === undefined ? null : cString('mount', data, 'data'),
+  ]
+  debug('mount (inline) %s on %s type %s flags %s', source, target, fstype, flags.toString(16))
+  check(func(SYNC_PROTOTYPES.mount)(...args), 'mount', source === null ? { path: target } : { path: source, dest: target })
+}
+
+/**
+ * {@link umount} on the calling thread, for a mount known to be quick to detach (with
+ * {@link MNT_DETACH} the kernel defers the teardown of a busy one). Throws what
+ * {@link umount} rejects with.
+ */
+export function umountSync(target: PathLike, flags = 0): void {
+  debug('umount (inline) %s flags %d', target, flags)
+  check(func(SYNC_PROTOTYPES.umount2)(cPath('umount2', target, 'target'), flags), 'umount2', { path: target })
+}
+
+// The same prototypes as the worker's (async-call.ts), declared on this thread.
+const SYNC_PROTOTYPES = {
+  mount: 'int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const void *data)',
+  umount2: 'int umount2(const char *target, int flags)',
+} as const
 
 /**
  * fsopen(2): opens a filesystem context for `fsName` (e.g. `'overlay'`) and returns its fd,

@@ -3,16 +3,17 @@
  * mount interface (`lowerdir+` and the forced mount(2) short-link fallback, the latter under
  * a home path of more than 100 characters), and overlay-only behaviour: the overlay2 layout,
  * depth-125 mounts under a long home in both modes, whiteouts in `diff/`, `index=off`,
- * read-only views, adoption of a stale mount, repair of a lost `l/` link.
+ * read-only views, adoption of a stale mount, repair of a lost `l/` link, the recorded probe,
+ * the cache of committed layers' bookkeeping.
  */
 import { mkdirSync, rmSync } from 'node:fs'
-import { lstat, mkdtemp, readdir, readFile, readlink, rm, stat, unlink, writeFile } from 'node:fs/promises'
+import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, unlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { runDriverConformance } from '../../src/graphdriver/conformance.js'
 import { members, opaque, whiteout } from '../../src/graphdriver/conformance-members.js'
-import { unmountAll } from '../../src/graphdriver/index.js'
+import { mountPointsUnder, unmountAll } from '../../src/graphdriver/index.js'
 import {
   formatLower,
   generateLinkID,
@@ -23,9 +24,10 @@ import {
   parseLink,
   parseLower,
   planOverlayMount,
+  PROBE_XATTR,
 } from '../../src/drivers/overlay/index.js'
 import type { OverlayMountInput } from '../../src/drivers/overlay/index.js'
-import { isOverlaySupported, lgetxattr, readMountInfo, supportsLowerdirAppend } from '../../src/native/index.js'
+import { isOverlaySupported, lgetxattr, lsetxattr, MNT_DETACH, mount, readMountInfo, supportsLowerdirAppend, umount } from '../../src/native/index.js'
 
 const isRoot = process.getuid?.() === 0
 const overlayOK = isRoot && (await isOverlaySupported())
@@ -359,8 +361,75 @@ describe.skipIf(!overlayOK)('overlay driver', () => {
     await unlink(join(home, 'l', link))
     await open(home) // init repairs
     expect(await readlink(join(home, 'l', link))).toBe('../a/diff')
+    // Damage of this kind is a crash's (moby/moby#46498), read by the next process: a new
+    // driver. (A running driver trusts the committed layers it read: layer-info-cache.ts.)
     await writeFile(join(home, 'b', 'lower'), '')
-    await expect(d.get('b')).rejects.toMatchObject({ code: 'ERR_OVERLAY_LAYER_CORRUPT', path: join(home, 'b', 'lower') })
+    const restarted = await open(home)
+    await expect(restarted.get('b')).rejects.toMatchObject({ code: 'ERR_OVERLAY_LAYER_CORRUPT', path: join(home, 'b', 'lower') })
+  })
+
+  it('reads a committed layer once, and again when it was made anew under the same id', async () => {
+    const home = await fresh()
+    const d = await open(home)
+    const other = await open(home)
+    await d.create('a', null)
+    await d.create('x', null)
+    await d.create('b', 'a')
+    const first = await d.findLayerInfo('b')
+    expect(first?.committed).toBe(true)
+    // Known, not read again: the same frozen object.
+    expect(await d.findLayerInfo('b')).toBe(first)
+    expect(Object.isFrozen(first)).toBe(true)
+    // Another instance (as another process would) removes b and makes it again on x.
+    await other.remove('b')
+    expect(await d.findLayerInfo('b')).toBeUndefined()
+    await other.create('b', 'x')
+    const again = await d.findLayerInfo('b')
+    expect(again?.lowers).toEqual([`l/${(await readFile(join(home, 'x', 'link'), 'utf8')).trim()}`])
+    expect((await d.changes('b', 'x')).length).toBe(0)
+    // A read-write layer is read each time (its marker may come later), and so is its view.
+    await d.createReadWrite('c', 'b')
+    expect((await d.findLayerInfo('c'))?.committed).toBe(false)
+    await other.create('d', 'c')
+    expect((await d.findLayerInfo('c'))?.committed).toBe(true)
+    expect(await d.findLayerInfo('missing')).toBeUndefined()
+  })
+
+  it('records a passed probe on home, and probes again where the record does not hold', async () => {
+    const home = await fresh()
+    const recorded = (dir: string): string | undefined => lgetxattr(dir, PROBE_XATTR)?.toString('utf8')
+    // A fresh root: probed in the parent, recorded once init made home.
+    await open(home)
+    const key = recorded(home)
+    expect(JSON.parse(key ?? '{}')).toMatchObject({ api: appendOK ? 'lowerdir+' : 'mount-data', dev: (await stat(home)).dev })
+    // No scratch dir, no mount, no file left behind by the probe: home holds l/ only.
+    expect((await readdir(tmp)).filter((n) => n.includes('~'))).toEqual([])
+    expect(await readdir(home)).toEqual(['l'])
+    expect(await mountPointsUnder(tmp)).toEqual([])
+    // Opened again: the record matches, so no probe (which would set the attribute again,
+    // changing home's ctime).
+    const before = await stat(home, { bigint: true })
+    const again = await open(home)
+    expect((await stat(home, { bigint: true })).ctimeNs).toBe(before.ctimeNs)
+    expect(await again.list()).toEqual([])
+    // A record made elsewhere (another kernel, device or option set) does not match: probed.
+    lsetxattr(home, PROBE_XATTR, Buffer.from((key ?? '').replace('"dev":', '"dev":1')))
+    await open(home)
+    expect(recorded(home)).toBe(key)
+    // The same record on another filesystem (a tmpfs home) does not hold there either.
+    const other = join(tmp, 'tmpfs')
+    await mkdir(other)
+    await mount('tmpfs', other, 'tmpfs', 0)
+    try {
+      const otherHome = join(other, 'overlay')
+      await mkdir(otherHome)
+      lsetxattr(otherHome, PROBE_XATTR, Buffer.from(key ?? ''))
+      // Probed: either recorded anew, or refused (a kernel whose tmpfs cannot be an upper).
+      if (await open(otherHome).then(() => true, () => false)) expect(recorded(otherHome)).not.toBe(key)
+    } finally {
+      for (const d of drivers) await d.cleanup().catch(() => undefined)
+      await umount(other, MNT_DETACH)
+    }
   })
 
   it('refuses unknown driver options and storage options', async () => {

@@ -8,7 +8,7 @@ import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { isMountPoint } from '../../src/native/index.js'
 import type { LayerStore } from '../../src/layer/index.js'
-import { driverNames, makeTar, openStore, tempRoot } from './helpers.js'
+import { driverNames, expectNoOrphans, makeTar, openStore, tempRoot } from './helpers.js'
 
 const isRoot = process.getuid?.() === 0
 if (!isRoot) console.warn('RW layer tests skipped: they need root (drivers mount)')
@@ -144,5 +144,82 @@ describe.skipIf(!isRoot).each(driverNames())('RW layers on %s', (driverName) => 
     expect((await store.references(base.chainID)).holders).toEqual(new Map([['img', 1]]))
     const report = await store.cleanup()
     expect(report.removedDriverIDs).toEqual([])
+  })
+
+  /** An init function that waits for `release()`, so that a create stays in flight. */
+  const parkedInit = (): { initFunc: (dir: string) => Promise<void>; started: Promise<void>; release: (err?: Error) => void } => {
+    let started!: () => void
+    let release!: (err?: Error) => void
+    const startedP = new Promise<void>((r) => (started = r))
+    const gate = new Promise<void>((resolve, reject) => (release = (err) => (err ? reject(err) : resolve())))
+    return {
+      initFunc: async (dir) => {
+        await writeFile(join(dir, 'init.txt'), 'init')
+        started()
+        await gate
+      },
+      started: startedP,
+      release,
+    }
+  }
+
+  it('holds its parent while in flight against a release by another instance, then by its record', async () => {
+    const base = await store.register(await makeTar([{ name: 'base.txt', content: 'base' }]), null, { holder: 'img' })
+    const other = await openStore(root, driverName)
+    try {
+      const init = parkedInit()
+      const creating = store.createRWLayer('ctr', base.chainID, { initFunc: init.initFunc })
+      await init.started
+      // No reference was written into the parent to hold it: the live write set does.
+      expect(Object.fromEntries((await other.references(base.chainID)).holders)).toEqual({ img: 1 })
+      expect(await other.releaseHolder(base.chainID, 'img')).toEqual([])
+      expect(await other.has(base.chainID)).toBe(true)
+      init.release()
+      const rw = await creating
+      expect((await other.references(base.chainID)).rwLayers).toEqual(['ctr'])
+      expect(Object.fromEntries((await other.references(base.chainID)).holders)).toEqual({})
+      const path = await rw.mount()
+      expect(await readFile(join(path, 'base.txt'), 'utf8')).toBe('base')
+      await rw.unmount()
+      // The RW layer held the parent: removing it deletes the parent too.
+      expect((await store.releaseRWLayer(rw)).deleted.map((l) => l.chainID)).toEqual([base.chainID])
+    } finally {
+      await other.close()
+    }
+    await store.close()
+    await expectNoOrphans(root, driverName)
+  })
+
+  it('deletes the parent it leaves unheld when it fails, and keeps one still held', async () => {
+    const [a, b] = [
+      await store.register(await makeTar([{ name: 'a.txt', content: 'a' }]), null, { holder: 'img' }),
+      await store.register(await makeTar([{ name: 'b.txt', content: 'b' }]), null, { holder: 'img' }),
+    ]
+    const other = await openStore(root, driverName)
+    try {
+      const first = parkedInit()
+      const second = parkedInit()
+      // Both outcomes are observed at once: neither rejection goes unhandled meanwhile.
+      const outcomes = Promise.allSettled([
+        store.createRWLayer('first', a.chainID, { initFunc: first.initFunc }),
+        store.createRWLayer('second', b.chainID, { initFunc: second.initFunc }),
+      ])
+      await Promise.all([first.started, second.started])
+      await other.releaseHolder(a.chainID, 'img')
+      const boom = new Error('init failed')
+      first.release(boom)
+      second.release(boom)
+      expect(await outcomes).toEqual([
+        { status: 'rejected', reason: boom },
+        { status: 'rejected', reason: boom },
+      ])
+      expect(await other.has(a.chainID)).toBe(false)
+      expect(Object.fromEntries((await other.references(b.chainID)).holders)).toEqual({ img: 1 })
+      expect(await store.listRWLayers()).toEqual([])
+    } finally {
+      await other.close()
+    }
+    await store.close()
+    await expectNoOrphans(root, driverName)
   })
 })

@@ -14,6 +14,7 @@ import {
   MNT_DETACH,
   mount,
   mountsUnder,
+  mountSync,
   MS_BIND,
   MS_RDONLY,
   MS_REMOUNT,
@@ -21,6 +22,7 @@ import {
   readMountInfo,
   SyscallError,
   umount,
+  umountSync,
 } from '../../src/native/index.js'
 import { isKind } from '../../src/errors.js'
 
@@ -66,6 +68,31 @@ describe.skipIf(!isRoot)('mount and umount', () => {
     mounted.pop()
     expect(await isMountPoint(target)).toBe(false)
     await writeFile(join(target, 'new'), 'x') // the underlying dir is writable again
+  })
+
+  it('mounts and unmounts on the calling thread too, with the same typed errors', async () => {
+    const src = join(dir, 'src')
+    const target = join(dir, 'target')
+    await mkdir(src)
+    await mkdir(target)
+    await writeFile(join(src, 'file'), 'inline')
+    mountSync(src, target, null, MS_BIND)
+    mounted.push(target)
+    expect(await readFile(join(target, 'file'), 'utf8')).toBe('inline')
+    expect(await isMountPoint(target)).toBe(true)
+    umountSync(target, MNT_DETACH)
+    mounted.pop()
+    expect(await isMountPoint(target)).toBe(false)
+    expect(() => umountSync(target)).toThrow(expect.objectContaining({ code: 'EINVAL', syscall: 'umount2', path: target }))
+    let err: unknown
+    try {
+      mountSync(join(dir, 'missing'), target, null, MS_BIND)
+    } catch (e) {
+      err = e
+    }
+    expect(err).toBeInstanceOf(SyscallError)
+    expect(err).toMatchObject({ code: 'ENOENT', kind: 'not-found', path: join(dir, 'missing'), dest: target })
+    expect(() => mountSync('a\0b', target, null, MS_BIND)).toThrow(NativeArgumentError)
   })
 
   it('refuses to unmount a busy mount (EBUSY, conflict) but MNT_DETACH detaches it', async () => {

@@ -89,6 +89,31 @@ describe.skipIf(!isRoot)('mountOverlay', () => {
     expect(await isMountPoint(merged)).toBe(false)
   })
 
+  it('creates the superblock on the calling thread when asked (inline), as on the worker', async () => {
+    const [bottom, top] = await layers(2)
+    const merged = join(dir, 'merged')
+    await mkdir(merged)
+    const attempt = mountOverlay({ lowerDirs: [top!, bottom!], target: merged, readOnly: true, inline: true })
+    if (!canAppend) {
+      await expect(attempt).rejects.toMatchObject({ kind: 'not-supported' })
+      return
+    }
+    await attempt
+    mounted.push(merged)
+    expect(await readFile(join(merged, 'shadowed'), 'utf8')).toBe('1')
+    await umount(merged)
+    mounted.pop()
+    // A refusal from the inline create is the same typed error as the worker's.
+    // (A work dir inside the upper dir is refused when the superblock is made, not before.)
+    const upper = join(dir, 'upper')
+    await mkdir(join(upper, 'work'), { recursive: true })
+    const err = await mountOverlay({ lowerDirs: [top!, bottom!], upperDir: upper, workDir: join(upper, 'work'), target: merged, inline: true }).catch(
+      (e: unknown) => e,
+    )
+    expect(err).toMatchObject({ syscall: 'fsconfig', code: 'EINVAL' })
+    expect(await isMountPoint(merged)).toBe(false)
+  })
+
   it('mounts 125 lower dirs with long absolute paths, read-only', async () => {
     const dirs = await layers(125)
     const lowerdirOption = `lowerdir=${[...dirs].reverse().join(':')}`

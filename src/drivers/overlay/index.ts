@@ -12,12 +12,13 @@
  *   else mount(2) with short `l/` links, relative to home when absolute paths do not fit one
  *   page. `mount-data` forces the latter (for old kernels, and to test it).
  */
+import { access } from 'node:fs/promises'
 import type { DriverFactory, DriverInitOptions } from '../../graphdriver/index.js'
 import { DriverReadOnlyOnlyError, InvalidDriverOptionError } from '../../graphdriver/index.js'
 import { overlayHoldsLayers } from './layer-files.js'
 import { OVERLAY_DRIVER_NAME, OverlayDriver } from './overlay-driver.js'
 import type { OverlayMountAPI } from './probe.js'
-import { backingFsName, probeOverlay } from './probe.js'
+import { backingFsName, probeOverlay, recordProbeOfNewHome } from './probe.js'
 import type { OverlayFeatures } from './probe.js'
 
 export { OverlayDriver, OVERLAY_DRIVER_NAME, MAX_LOWERS } from './overlay-driver.js'
@@ -28,6 +29,7 @@ export * from './errors.js'
 export * from './layout.js'
 export * from './mount-plan.js'
 export { probeOverlay, backingFsName } from './probe.js'
+export { PROBE_XATTR } from './probe-cache.js'
 export type { OverlayFeatures, OverlayMountAPI } from './probe.js'
 
 /** Options of the overlay driver, parsed from the driver options. */
@@ -75,9 +77,14 @@ export const overlayDriverFactory: DriverFactory = Object.freeze({
   priority: 10,
   async create(init: DriverInitOptions) {
     const { mountAPI } = parseOverlayOptions(init.options ?? {})
+    const newHome = await access(init.home).then(
+      () => false,
+      () => true,
+    )
     const features = await probeOverlay(init.home, mountAPI, OVERLAY_DRIVER_NAME)
     const driver = new OverlayDriver({ home: init.home, features })
     await driver.init()
+    if (newHome) await recordProbeOfNewHome(init.home, features)
     return driver
   },
   openReadOnly: (init: DriverInitOptions) => openOverlayReadOnly(OVERLAY_DRIVER_NAME, init),

@@ -1,15 +1,15 @@
 /**
- * Reading and keeping a layer's bookkeeping files (`link`, `lower`, `committed`, the `l/`
- * links) and the home as a whole: what the driver needs before it can mount or diff a layer,
- * and the repairs it makes at start.
+ * Making, reading and keeping a layer's bookkeeping files (`link`, `lower`, `committed`, the
+ * `l/` links) and the home as a whole: what the driver needs before it can mount or diff a
+ * layer, and the repairs it makes at start.
  */
-import { lstat, mkdir, readdir, readFile, readlink, rm, stat, symlink, unlink } from 'node:fs/promises'
+import { lstat, mkdir, readdir, readFile, readlink, rename, rm, stat, symlink, unlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import createDebug from 'debug'
 import { mountPointsUnder } from '../../graphdriver/index.js'
 import { OverlayLayerCorruptError } from './errors.js'
 import type { OverlayLayout } from './layout.js'
-import { parseLink, parseLower, SCRATCH_MARK } from './layout.js'
+import { formatLower, parseLink, parseLower, SCRATCH_MARK, scratchName } from './layout.js'
 import { hasErrno } from '../../graphdriver/index.js'
 
 const debug = createDebug('layerstore:overlay')
@@ -52,6 +52,59 @@ export async function readLayerInfo(layout: OverlayLayout, id: string): Promise<
   const lowers = lowerText === null ? [] : parseLower(lowerText)
   if (lowers === null) throw new OverlayLayerCorruptError(id, lowerFile, `malformed: ${JSON.stringify(lowerText?.slice(0, 80))}`)
   return { link, lowers, committed }
+}
+
+/** What {@link makeLayerDir} writes for a new layer. */
+export interface NewLayerFiles {
+  readonly id: string
+  /** Its link id (`l/<link>` → `../<id>/diff`). */
+  readonly link: string
+  /** Its `lower` entries, top first; none for a base layer, which gets no `lower` nor `work/`. */
+  readonly lowers: readonly string[]
+  /** Write the layer's own `committed` marker (an image layer). */
+  readonly committed: boolean
+  /** A parent whose `committed` marker is to be written too, if any. */
+  readonly markParent: string | null
+}
+
+/**
+ * Makes a layer's directory, its files and its `l/` link. Built under a scratch name and
+ * renamed into place last, so `<id>/` is never seen half made; the link is made with the
+ * files, before the rename, and dangles until then. Rejects with the failing step's error
+ * (EEXIST or ENOTEMPTY when `<id>/` exists), leaving nothing of its own behind.
+ */
+export async function makeLayerDir(layout: OverlayLayout, files: NewLayerFiles): Promise<void> {
+  const { id, lowers } = files
+  const tmp = join(layout.home, scratchName(id, 'creating'))
+  const linkPath = layout.linkPath(files.link)
+  let linked = false
+  try {
+    await mkdir(tmp, { mode: 0o710 })
+    // Independent steps run together: a create is a dozen small syscalls, and their thread
+    // pool round trips, not the kernel, are most of its time.
+    await settleAll([
+      mkdir(join(tmp, 'diff'), { mode: 0o755 }),
+      writeFile(join(tmp, 'link'), files.link, { mode: 0o644 }),
+      ...(lowers.length === 0
+        ? []
+        : [mkdir(join(tmp, 'work'), { mode: 0o700 }), writeFile(join(tmp, 'lower'), formatLower(lowers), { mode: 0o644 })]),
+      ...(files.markParent === null ? [] : [writeFile(layout.committedFile(files.markParent), '', { mode: 0o600 })]),
+      ...(files.committed ? [writeFile(join(tmp, 'committed'), '', { mode: 0o600 })] : []),
+      symlink(`../${id}/diff`, linkPath).then(() => void (linked = true)),
+    ])
+    await rename(tmp, layout.layerDir(id))
+  } catch (err) {
+    if (linked) await unlink(linkPath).catch(() => undefined)
+    await rm(tmp, { recursive: true, force: true })
+    throw err
+  }
+}
+
+/** Waits for every promise to settle, then rejects with the first failure, if any. */
+async function settleAll(promises: readonly Promise<unknown>[]): Promise<void> {
+  const results = await Promise.allSettled(promises)
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected')
+  if (failed) throw failed.reason
 }
 
 /** The absolute diff dirs of a layer's lowers (each `l/` link resolved), top first. */

@@ -2,7 +2,7 @@
  * The overlay driver's on-disk layout, compatible with Docker's overlay2:
  *
  * ```
- * <home>/                 0710
+ * <home>/                 0710  xattr trusted.layerstore.overlay-probe: a passed probe (probe-cache.ts)
  *   l/                    0700  short links: <LINKID> -> ../<id>/diff
  *   <id>/                 0710
  *     diff/               0755  the layer's own content (overlay upperdir)

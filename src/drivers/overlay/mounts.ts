@@ -5,18 +5,28 @@
 import { rmdir, stat } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import createDebug from 'debug'
-import { isMountPoint, MNT_DETACH, mount, mountOverlay, MS_BIND, MS_RDONLY, MS_REMOUNT, umount } from '../../native/index.js'
+import { isMountPoint, MNT_DETACH, mount, mountOverlay, mountSync, MS_BIND, MS_RDONLY, MS_REMOUNT, umount, umountSync } from '../../native/index.js'
 import type { RelativeMounter } from '../../native/index.js'
 import type { OverlayMountPlan } from './mount-plan.js'
 
 const debug = createDebug('layerstore:overlay')
+
+/** How {@link performMountPlan} and {@link unmountTarget} call the kernel. */
+export interface MountCallOptions {
+  /**
+   * Make the slow calls on this thread instead of the native worker: only for a mount of a
+   * few empty dirs (the probe), where the worker's start would cost ~100 times the call.
+   */
+  readonly inline?: boolean
+}
 
 /**
  * Mounts `plan` on its target (which must exist). A plan relative to a directory needs a
  * `mounter` whose directory that is. Leaves nothing mounted when it rejects. Rejects with the
  * native layer's `SyscallError` of the failing step.
  */
-export async function performMountPlan(plan: OverlayMountPlan, mounter?: RelativeMounter): Promise<void> {
+export async function performMountPlan(plan: OverlayMountPlan, mounter?: RelativeMounter, options: MountCallOptions = {}): Promise<void> {
+  const inline = options.inline === true
   switch (plan.method) {
     case 'bind':
       await mount(plan.source, plan.target, null, MS_BIND)
@@ -38,11 +48,13 @@ export async function performMountPlan(plan: OverlayMountPlan, mounter?: Relativ
         target: plan.target,
         options: plan.options,
         readOnly: plan.readOnly,
+        inline,
       })
       break
     case 'mount-data': {
       const flags = plan.readOnly ? MS_RDONLY : 0
-      if (plan.cwd === null) await mount('overlay', plan.target, 'overlay', flags, plan.data)
+      if (plan.cwd === null && inline) mountSync('overlay', plan.target, 'overlay', flags, plan.data)
+      else if (plan.cwd === null) await mount('overlay', plan.target, 'overlay', flags, plan.data)
       else {
         if (mounter === undefined) throw new TypeError(`a mount relative to ${plan.cwd} needs a RelativeMounter there`)
         await mounter.mount('overlay', plan.target, 'overlay', flags, plan.data)
@@ -59,9 +71,10 @@ export async function performMountPlan(plan: OverlayMountPlan, mounter?: Relativ
  * so its failure (a namespace still holds it busy) is not ours to report. A target that is
  * no longer mounted (EINVAL) counts as unmounted.
  */
-export async function unmountTarget(target: string): Promise<void> {
+export async function unmountTarget(target: string, options: MountCallOptions = {}): Promise<void> {
   try {
-    await umount(target, MNT_DETACH)
+    if (options.inline) umountSync(target, MNT_DETACH)
+    else await umount(target, MNT_DETACH)
   } catch (err) {
     if ((err as { code?: unknown }).code !== 'EINVAL') throw err
   }

@@ -72,13 +72,16 @@ export class OverlayDiff {
     return overlayChanges(this.#driver.layout.diffDir(id), await this.#driver.lowerDirs(info))
   }
 
-  // moby's isParent: the layer's first lower is `parent`'s link (none for a null parent).
+  // moby's isParent: the layer's first lower is `parent`'s link (none for a null parent). Both
+  // infos come from the driver's cache on a register, which has just read them.
   async #isParent(id: string, parent: string | null): Promise<boolean> {
-    if (!(await this.#driver.exists(id))) throw new LayerNotFoundError(this.#driver.name, id)
-    const info = await this.#driver.layerInfo(id)
+    const [info, parentInfo] = await Promise.all([
+      this.#driver.findLayerInfo(id),
+      parent === null ? null : this.#driver.findLayerInfo(parent),
+    ])
+    if (!info) throw new LayerNotFoundError(this.#driver.name, id)
     if (parent === null) return info.lowers.length === 0
-    if (!(await this.#driver.exists(parent))) throw new LayerNotFoundError(this.#driver.name, parent, 'parent')
-    const parentInfo = await this.#driver.layerInfo(parent)
+    if (!parentInfo) throw new LayerNotFoundError(this.#driver.name, parent, 'parent')
     return info.lowers[0] === lowerEntry(parentInfo.link)
   }
 }

@@ -17,6 +17,12 @@
  *   will use; a file written and one deleted through it must land in the upper as a file
  *   and as a 0/0 character device (a whiteout).
  *
+ * A passed probe mount is recorded on home (probe-cache.ts) under a key of kernel, boot,
+ * user, device, filesystem and features, and not repeated while all of them match; the
+ * cheap probes above run every time. With `lowerdir+`, the mount is `volatile` and made on
+ * the main thread, so that an open neither flushes the filesystem nor waits for the native
+ * worker to start.
+ *
  * Not probed: d_type. Node resolves DT_UNKNOWN entries with lstat, so a backing filesystem
  * without d_type (xfs ftype=0) cannot be told apart from here; the kernel then logs
  * "upper fs needs to support d_type" at mount time. TODO(#5): a getdents64 probe in native/.
@@ -28,6 +34,7 @@ import { DriverNotSupportedError } from '../../graphdriver/index.js'
 import { isOverlaySupported, supportsLowerdirAppend } from '../../native/index.js'
 import { scratchName } from './layout.js'
 import { performMountPlan, unmountTarget } from './mounts.js'
+import { probeCacheKey, probeRecorded, recordProbe } from './probe-cache.js'
 
 const debug = createDebug('layerstore:overlay')
 
@@ -78,15 +85,36 @@ export async function probeOverlay(home: string, api: OverlayMountAPI | 'auto', 
     api: api === 'auto' ? (lowerdirAppend ? 'lowerdir+' : 'mount-data') : api,
     options,
   }
+  // Undefined for a home not made yet: the factory records the probe once init made it.
+  const key = await probeCacheKey(home, features)
+  if (key !== undefined && probeRecorded(home, key)) {
+    debug('features of %s (probe mount recorded): %o', home, features)
+    return features
+  }
   await probeMount(home, features, driverName)
+  if (key !== undefined) recordProbe(home, key)
   debug('features of %s: %o', home, features)
   return features
+}
+
+/**
+ * Records the probe of a home that did not exist when {@link probeOverlay} ran (it probed
+ * in the parent directory, on the same filesystem), once the driver made home.
+ */
+export async function recordProbeOfNewHome(home: string, features: OverlayFeatures): Promise<void> {
+  const key = await probeCacheKey(home, features)
+  if (key !== undefined) recordProbe(home, key)
 }
 
 async function probeMount(home: string, features: OverlayFeatures, driverName: string): Promise<void> {
   const base = (await exists(home)) ? home : dirname(home)
   const dir = join(base, scratchName('overlay', 'probe'))
   const merged = join(dir, 'merged')
+  // With lowerdir+ (6.8+) the probe is `volatile` (below), so mounting and detaching it take
+  // about a millisecond: on this thread, so that an open need not start the native worker
+  // (~100 ms, most of an open's fixed cost). Without, its unmount flushes the whole upper
+  // filesystem (volatile may be missing, < 5.10), which must not block the event loop.
+  const inline = features.api === 'lowerdir+'
   let mounted = false
   try {
     for (const sub of ['lower1', 'lower2', 'upper', 'work', 'merged']) await mkdir(join(dir, sub), { recursive: true })
@@ -96,7 +124,18 @@ async function probeMount(home: string, features: OverlayFeatures, driverName: s
     const work = join(dir, 'work')
     await performMountPlan(
       features.api === 'lowerdir+'
-        ? { method: 'lowerdir+', lowerDirs: lowers, upperDir: upper, workDir: work, target: merged, options: features.options, readOnly: false }
+        ? {
+            method: 'lowerdir+',
+            lowerDirs: lowers,
+            upperDir: upper,
+            workDir: work,
+            target: merged,
+            // Unmounting an overlay with an upper syncs the whole upper filesystem (overlayfs'
+            // sync_fs), measured 20-350 ms on a busy root; `volatile` (5.10+, so present where
+            // lowerdir+ is) skips that for this throwaway mount, and changes nothing probed.
+            options: [...features.options, 'volatile'],
+            readOnly: false,
+          }
         : {
             method: 'mount-data',
             data: [...features.options, `lowerdir=${lowers.join(':')}`, `upperdir=${upper}`, `workdir=${work}`].join(','),
@@ -104,6 +143,8 @@ async function probeMount(home: string, features: OverlayFeatures, driverName: s
             cwd: null,
             readOnly: false,
           },
+      undefined,
+      { inline },
     )
     mounted = true
     await writeFile(join(merged, 'new'), 'x')
@@ -119,7 +160,7 @@ async function probeMount(home: string, features: OverlayFeatures, driverName: s
       { cause: err },
     )
   } finally {
-    if (mounted) await unmountTarget(merged).catch(() => undefined)
+    if (mounted) await unmountTarget(merged, { inline }).catch(() => undefined)
     await rm(dir, { recursive: true, force: true }).catch(() => undefined)
   }
 }

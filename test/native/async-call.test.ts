@@ -1,0 +1,51 @@
+/**
+ * The native worker pool (src/native/async-call.ts): a worker started ahead of its first call
+ * (`prewarmBlockingCalls`) serves that call, and, idle, never keeps a process alive.
+ */
+import { spawn } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { open } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { fileURLToPath } from 'node:url'
+import { describe, expect, it } from 'vitest'
+import { prewarmBlockingCalls, syncfs } from '../../src/native/index.js'
+
+const BUILT = fileURLToPath(new URL('../../dist/native/index.js', import.meta.url))
+const onLinux = process.platform === 'linux'
+if (!onLinux) console.warn('native worker tests skipped: the native module is Linux-only')
+
+describe.skipIf(!onLinux)('prewarmBlockingCalls', () => {
+  it('starts a worker that the next blocking call uses, and is idempotent', async () => {
+    prewarmBlockingCalls()
+    prewarmBlockingCalls()
+    const handle = await open(tmpdir(), 'r')
+    try {
+      await syncfs(handle.fd)
+      await expect(syncfs(-1)).rejects.toMatchObject({ code: 'ERR_NATIVE_INVALID_ARGUMENT' })
+      // EBADF read on the worker, right after the call (the reason the pool exists).
+      const closed = handle.fd
+      await handle.close()
+      await expect(syncfs(closed)).rejects.toMatchObject({ code: 'EBADF', syscall: 'syncfs' })
+    } finally {
+      await handle.close().catch(() => undefined)
+    }
+  })
+
+  it.skipIf(!existsSync(BUILT))('leaves nothing that keeps a process alive', async () => {
+    // A process that only prewarms must end on its own, soon (dist/ is the built package).
+    const child = spawn(process.execPath, ['--input-type=module', '-e', `import(${JSON.stringify(BUILT)}).then((n) => n.prewarmBlockingCalls())`], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    })
+    let stderr = ''
+    child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s))
+    const code = await new Promise<number | null>((resolve) => {
+      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000)
+      child.on('close', (c) => {
+        clearTimeout(timer)
+        resolve(c)
+      })
+    })
+    expect(stderr).toBe('')
+    expect(code).toBe(0)
+  })
+})
