@@ -33,7 +33,7 @@ import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import type { Readable } from 'node:stream'
 import createDebug from 'debug'
-import { applyLayer } from '../../archive/index.js'
+import { applyLayer, removeTreeAsync } from '../../archive/index.js'
 import type { Change } from '../../archive/index.js'
 import type {
   CreateOptions,
@@ -184,7 +184,7 @@ export class BindDriver implements DiffGetterDriver {
       if (hasErrno(err, 'ENOENT')) return
       throw err
     }
-    await rm(doomed, { recursive: true, force: true })
+    await removeTreeAsync(doomed)
     debug('removed layer %s', id)
   }
 

@@ -50,6 +50,7 @@ import {
   MountCounter,
   ReadOnlyNotSupportedError,
 } from '../../graphdriver/index.js'
+import { removeTreeAsync } from '../../archive/index.js'
 import { hasCode } from '../../errors.js'
 import { isMountPoint, mount, MNT_DETACH, MS_BIND, MS_RDONLY, MS_REMOUNT, umount } from '../../native/index.js'
 
@@ -158,7 +159,7 @@ export class VfsDriver implements ProtoDriver {
     }
     await rm(this.#rwMarker(id), { force: true })
     await rmdir(mnt).catch(() => undefined)
-    await rm(doomed, { recursive: true, force: true })
+    await removeTreeAsync(doomed)
     debug('removed layer %s', id)
   }
 
