@@ -15,8 +15,10 @@
  * keeping up with GNU tar and being twice as slow. A new file's content is the exception:
  * it is written on the thread pool while the parser reads the next members, and the file's
  * attributes are set through its descriptor once that is done (file-writer.ts). A member without content
- * is applied without creating a promise.
+ * is applied without creating a promise, and so is a small file whose content is at hand in
+ * the input (`TarMember.lentNow`): most files of most layers.
  */
+import { isAscii } from 'node:buffer'
 import fs from 'node:fs'
 import { isKindedError } from '../errors.js'
 import { SyscallError, lsetxattr, mknod } from '../native/index.js'
@@ -32,9 +34,10 @@ import {
   OVERLAY_OPAQUE_XATTR,
   WHITEOUT_META_PREFIX,
   WHITEOUT_OPAQUE,
+  WHITEOUT_PREFIX,
   classifyWhiteout,
 } from './whiteout.js'
-import { FileWriter } from './file-writer.js'
+import { DEFER_MIN_SIZE, FileWriter, writeWhole } from './file-writer.js'
 import { checkDevice, checkOwner, permOf, setTimesFd, setTimesPath, setXattrs, timesOf } from './write-entry.js'
 import type { Times, XattrPolicy } from './write-entry.js'
 
@@ -54,14 +57,23 @@ export class Applier {
   readonly #defaults: NodeDefaults
   readonly #overlay: boolean
   readonly #xattrs: XattrPolicy
-  /** Paths this apply wrote, with their directories (naive mode: what an opaque dir keeps). */
+  /**
+   * Naive mode, what an opaque directory keeps: the paths this apply wrote in directories it
+   * did not create, with their ancestors. Whatever is in a directory of `#fresh` is ours, so
+   * only directories of the target below (usually few) make entries here, not every path.
+   */
   readonly #written: Set<string> | null
-  /** The directory whose ancestors were last marked written (they need not be again). */
-  #writtenDir: string | null = null
+  /** Naive mode: directories this apply created (mkdir), not removed since. */
+  readonly #fresh: Set<string> | null
+  /** The directory of the last member marked, and whether it is fresh (see #markWritten). */
+  #markedDir: string | null = null
+  #markedFresh = false
   /** Directory times to set at the end, by path; the last member for a path wins. */
   readonly #dirTimes = new Map<string, Times>()
   /** Writes file contents while the parser reads on (file-writer.ts). */
   readonly #writer = new FileWriter()
+  /** The target's path is ASCII (see #apply). */
+  readonly #rootAscii: boolean
   /** The step under way, for ApplyEntryError. */
   #op = ''
   size = 0
@@ -74,11 +86,23 @@ export class Applier {
    */
   constructor(root: string, rootStat: fs.Stats, ids: CreatorIds, options: ApplierOptions) {
     this.#defaults = new NodeDefaults(ids)
-    this.#guard = new PathGuard(root, this.#defaults)
+    const defaults = this.#defaults
+    this.#guard = new PathGuard(root, {
+      seen: (rel, st, path) => defaults.seen(rel, st, path),
+      made: (rel) => {
+        defaults.made(rel)
+        if (this.#fresh === null) return
+        this.#fresh.add(rel)
+        // What is in it is kept by its first ancestor that is not fresh: mark the way there.
+        this.#markDirs(parentRel(rel))
+      },
+    })
     this.#defaults.seen('', rootStat, fsPath(root))
+    this.#rootAscii = typeof fsPath(root) === 'string'
     this.#overlay = options.overlay
     this.#xattrs = { dropOverlay: options.overlay, bestEffort: options.bestEffortXattrs }
     this.#written = options.overlay ? null : new Set()
+    this.#fresh = options.overlay ? null : new Set()
   }
 
   /** Applies one member; a promise only when there is content to read. */
@@ -141,15 +165,20 @@ export class Applier {
       return
     }
     const dir = parentRel(rel)
-    const wh = classifyWhiteout(baseRel(rel))
-    if (wh.kind === 'opaque') return this.#opaque(dir, rel, h)
-    if (wh.kind === 'delete') return this.#whiteout(dir, wh.name, h)
+    // Whiteouts are rare: most names do not even contain the prefix.
+    if (rel.includes(WHITEOUT_PREFIX)) {
+      const wh = classifyWhiteout(baseRel(rel))
+      if (wh.kind === 'opaque') return this.#opaque(dir, rel, h)
+      if (wh.kind === 'delete') return this.#whiteout(dir, wh.name, h)
+    }
     checkOwner(h)
     this.#op = 'parent directories'
     this.#guard.ensureDir(dir, h.name)
     this.#markWritten(rel, dir)
     const abs = this.#guard.abs(rel)
-    const p = fsPath(abs)
+    // Cleaning a name only drops bytes, so an ASCII name gives an ASCII path under an ASCII
+    // root: one native check of the name instead of a regex over the absolute path.
+    const p = this.#rootAscii && isAscii(h.name) ? abs : fsPath(abs)
     switch (h.type) {
       case 'directory':
       // A GNU incremental dumpdir is a directory whose data lists its entries; the listing
@@ -200,6 +229,7 @@ export class Applier {
         fs.mkdirSync(p, exact ? perm : 0o700)
       }
     }
+    if (fresh) this.#fresh?.add(rel)
     this.#guard.addDir(rel)
     const chown = !fresh || !this.#defaults.ownerIsDefault(dir, h)
     this.#dirAttributes(rel, p, h, chown, !fresh || !exact)
@@ -227,6 +257,14 @@ export class Applier {
     const chown = !this.#defaults.ownerIsDefault(dir, h)
     const fd = this.#create(rel, p, () => fs.openSync(p, CREATE_FLAGS, exact ? perm : 0o600))
     this.#op = 'write'
+    if (h.size > 0 && h.size < DEFER_MIN_SIZE && h.sparse === undefined) {
+      // Most files of a layer are small and lie whole in the input chunk at hand.
+      const whole = member.lentNow?.()
+      if (whole !== undefined) {
+        writeWhole(fd, whole, () => this.#fileAttributes(fd, h, chown, !exact))
+        return undefined
+      }
+    }
     const lent = member.lent !== undefined
     return this.#writer.write(
       fd,
@@ -315,18 +353,32 @@ export class Applier {
     this.#guard.forget(rel)
     this.#defaults.forget(rel)
     this.#written?.delete(rel)
-    this.#writtenDir = null
+    this.#fresh?.delete(rel)
+    this.#markedDir = null
     this.#dirTimes.delete(rel)
   }
 
-  /** Records `rel` and its directories as written by this apply (naive mode only). */
+  /**
+   * Records `rel` and its directories as written by this apply (naive mode only), unless
+   * `dir` is fresh: then `dir`, hence all in it, is kept by its first non-fresh ancestor.
+   */
   #markWritten(rel: string, dir: string): void {
     const written = this.#written
     if (written === null) return
-    written.add(rel)
-    if (dir === this.#writtenDir) return
-    for (let r = dir; r !== '' && !written.has(r); r = parentRel(r)) written.add(r)
-    this.#writtenDir = dir
+    // Members come grouped by directory: its freshness and ancestors are looked up once.
+    if (dir !== this.#markedDir) {
+      this.#markedDir = dir
+      this.#markedFresh = this.#fresh!.has(dir)
+      this.#markDirs(dir)
+    }
+    if (!this.#markedFresh) written.add(rel)
+  }
+
+  /** Marks `dir` and its ancestors written, up to a fresh or already marked one (naive mode). */
+  #markDirs(dir: string): void {
+    const written = this.#written!
+    const fresh = this.#fresh!
+    for (let r = dir; r !== '' && !fresh.has(r) && !written.has(r); r = parentRel(r)) written.add(r)
   }
 
   /** `.wh.NAME` in `dir`. */
@@ -361,12 +413,18 @@ export class Applier {
     this.#hideLower(dir)
   }
 
-  /** Removes what this apply did not write from `dir`, descending into what it did. */
+  /**
+   * Removes what this apply did not write from `dir`, descending into what it did; a
+   * directory this apply created holds nothing else.
+   */
   #hideLower(dir: string): void {
     const written = this.#written!
+    const fresh = this.#fresh!
+    if (fresh.has(dir)) return
     const abs = this.#guard.abs(dir)
     for (const d of fs.readdirSync(fsPath(abs), { encoding: 'latin1', withFileTypes: true })) {
       const rel = joinRel(dir, d.name)
+      if (fresh.has(rel)) continue
       if (!written.has(rel)) this.#remove(rel, fsPath(this.#guard.abs(rel)))
       else if (d.isDirectory()) this.#hideLower(rel)
     }

@@ -301,6 +301,19 @@ function writeNow(fd: number, content: AsyncIterable<Buffer> | null, finish: () 
   })()
 }
 
+/**
+ * A small file whose whole content is at hand (`TarMember.lentNow`): written, finished and
+ * closed right here, without a promise. Errors propagate as they are.
+ */
+export function writeWhole(fd: number, content: Buffer, finish: () => void): void {
+  try {
+    for (let offset = 0; offset < content.length; ) offset += fs.writeSync(fd, content, offset, content.length - offset)
+    finish()
+  } finally {
+    fs.closeSync(fd)
+  }
+}
+
 type Queue = (piece: Piece) => Promise<void> | undefined
 
 async function readDense(content: AsyncIterable<Buffer>, queue: Queue): Promise<void> {

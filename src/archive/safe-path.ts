@@ -41,6 +41,8 @@ export function cleanName(name: string, member: Buffer, reason: UnsafePathReason
   let end = name.length
   while (end > start && name.charCodeAt(end - 1) === 0x2f) end--
   const s = start === 0 && end === name.length ? name : name.slice(start, end)
+  // Most names have no component starting with a dot and no `//`: two scans, no regex.
+  if (s.charCodeAt(0) !== 0x2e && !s.includes('/.') && !s.includes('//')) return s
   if (!NEEDS_CLEAN.test(s)) return s
   const out: string[] = []
   for (const part of s.split('/')) {

@@ -101,6 +101,15 @@ export class ByteReader {
   }
 
   /**
+   * A view of `n` bytes of the current chunk from `skip` bytes ahead, without consuming
+   * them; `skip + n` must not exceed `ready`.
+   */
+  peek(skip: number, n: number): Buffer {
+    const start = this.#pos + skip
+    return this.#chunk.subarray(start, start + n)
+  }
+
+  /**
    * The next `n` bytes: a view when they lie in one chunk, else a copy. Shorter only when the
    * input ends first.
    */

@@ -147,6 +147,15 @@ export interface MemberPlan {
   readonly extents: readonly SparseExtent[] | null
 }
 
+type Mutable<T> = { -readonly [K in keyof T]: T[K] }
+
+/** A user or group name as text (UTF-8); the common `root` and empty names without a decode call. */
+function nameString(b: Buffer): string {
+  if (b.length === 0) return ''
+  if (b.length === 4 && b[0] === 0x72 && b[1] === 0x6f && b[2] === 0x6f && b[3] === 0x74) return 'root'
+  return b.toString('utf8')
+}
+
 function time(sec: number | undefined): TarTime | undefined {
   return sec === undefined ? undefined : { sec, nsec: 0 }
 }
@@ -207,29 +216,30 @@ export function planMember(
   const format: TarFormat = base.local !== null ? 'pax' : raw.format
   const atime = meta?.atime ?? time(raw.atime)
   const ctime = meta?.ctime ?? time(raw.ctime)
-  const header: TarHeader = Object.freeze({
+  // Optional fields are added after the literal, not spread into it: a spread of a
+  // conditional object literal goes through V8's slow runtime path, once per member.
+  const header: Mutable<TarHeader> = {
     name: base.name,
     type,
     typeflag: raw.typeflag,
     mode: raw.mode,
     uid: meta?.uid ?? raw.uid,
     gid: meta?.gid ?? raw.gid,
-    uname: (meta?.uname ?? raw.uname).toString('utf8'),
-    gname: (meta?.gname ?? raw.gname).toString('utf8'),
+    uname: nameString(meta?.uname ?? raw.uname),
+    gname: nameString(meta?.gname ?? raw.gname),
     size: kind === 'file' ? entrySize : kind === 'data' ? dataSize : 0,
     mtime: meta?.mtime ?? { sec: raw.mtime, nsec: 0 },
-    ...(atime !== undefined ? { atime } : {}),
-    ...(ctime !== undefined ? { ctime } : {}),
     linkname: base.linkname,
     devmajor: raw.devmajor,
     devminor: raw.devminor,
     pax: records,
     xattrs: meta?.xattrs ?? EMPTY_RECORDS,
-    ...(sparse !== null
-      ? { sparse: Object.freeze({ map: Object.freeze([...sparse.map]), realSize: sparse.realSize }) }
-      : {}),
     format,
-  })
+  }
+  if (atime !== undefined) header.atime = atime
+  if (ctime !== undefined) header.ctime = ctime
+  if (sparse !== null) header.sparse = Object.freeze({ map: Object.freeze([...sparse.map]), realSize: sparse.realSize })
+  Object.freeze(header)
   return {
     header,
     kind,

@@ -80,4 +80,12 @@ export interface TarMember {
    * `content`, not both. Producers other than `disassemble` may leave it out.
    */
   readonly lent?: AsyncIterable<Buffer>
+  /**
+   * All of the content in one piece, lent as `lent`'s pieces are, when it can be had without
+   * waiting: the member is dense, none of its content was read yet, and all of it is in the
+   * input at hand. Otherwise undefined, with nothing read: use `lent` or `content` then.
+   * For consumers of many small members, to whom a promise per piece is most of the cost.
+   * Producers other than `disassemble` may leave it out.
+   */
+  readonly lentNow?: () => Buffer | undefined
 }

@@ -375,6 +375,42 @@ describe.skipIf(!isRoot)('applyTar', () => {
       expect(names(path.join(target, 'a/sub'))).toEqual(['n'])
     })
 
+    it('opaque dirs keep what this layer created below them, however it was made', async () => {
+      const target = lower()
+      fs.writeFileSync(path.join(target, 'p'), 'a lower file this layer turns into a directory')
+      const tar = await craftTar([
+        // Made implicitly inside a lower directory, then filled.
+        { name: 'a/sub/made/deep/f', content: 'f' },
+        // A hardlink in a lower directory to a lower file.
+        { name: 'a/hl', type: 'link', linkname: 'keep' },
+        // A directory this layer made, with an opaque marker of its own: nothing to hide.
+        { name: 'n/', type: 'directory' },
+        { name: 'n/f', content: 'n' },
+        { name: 'n/.wh..wh..opq', content: '' },
+        // A directory over a lower file: replaced, so made by this layer.
+        { name: 'p/', type: 'directory' },
+        { name: 'p/q', content: 'q' },
+        { name: 'a/.wh..wh..opq', content: '' },
+        // Made, removed by a whiteout, and made again: only the new one's entries count.
+        { name: 'c/', type: 'directory' },
+        { name: 'r/', type: 'directory' },
+        { name: 'r/old', content: 'old' },
+        { name: '.wh.r', content: '' },
+        { name: 'r/new', content: 'new' },
+        { name: '.wh..wh..opq', content: '' },
+      ])
+      await applyBuffer(tar, target, { whiteouts: 'naive' })
+      expect(names(target)).toEqual(['a', 'c', 'n', 'p', 'r'])
+      expect(names(path.join(target, 'a'))).toEqual(['hl', 'sub'])
+      expect(names(path.join(target, 'a/sub'))).toEqual(['made'])
+      expect(fs.readFileSync(path.join(target, 'a/sub/made/deep/f'), 'utf8')).toBe('f')
+      expect(fs.readFileSync(path.join(target, 'a/hl'), 'utf8')).toBe('keep')
+      expect(names(path.join(target, 'n'))).toEqual(['f'])
+      expect(names(path.join(target, 'p'))).toEqual(['q'])
+      expect(names(path.join(target, 'c'))).toEqual([])
+      expect(names(path.join(target, 'r'))).toEqual(['new'])
+    })
+
     it('a root opaque marker leaves only this layer', async () => {
       const target = lower()
       const tar = await craftTar([

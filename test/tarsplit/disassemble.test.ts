@@ -173,6 +173,86 @@ describe('streaming', () => {
   })
 })
 
+describe('without a sink (the promise-free path for plain members)', () => {
+  /** Headers and contents read without a sink, fed in `chunk`-byte slices. */
+  async function sinkless(data: Buffer, chunk: number, read: 'content' | 'now' | 'skip' = 'content') {
+    const got: { header: unknown; content: Buffer }[] = []
+    for await (const m of disassemble(slices(data, chunk), {})) {
+      const parts: Buffer[] = []
+      if (read === 'now') {
+        const whole = m.lentNow?.()
+        if (whole !== undefined) parts.push(Buffer.from(whole))
+        else for await (const b of m.content) parts.push(Buffer.from(b))
+      } else if (read === 'content') for await (const b of m.content) parts.push(Buffer.from(b))
+      got.push({ header: m.header, content: Buffer.concat(parts) })
+    }
+    return got
+  }
+
+  const archives: Record<string, () => Buffer> = {
+    golden: () => GOLDEN,
+    'go-sparse-formats': () => corpusBytes('go-sparse-formats.tar'),
+    'go-pax-global-records': () => corpusBytes('go-pax-global-records.tar'),
+    'go-gnu-incremental': () => corpusBytes('go-gnu-incremental.tar'),
+    'tarsplit-longlink': () => corpusBytes('tarsplit-longlink.tar.gz'),
+  }
+  for (const [name, make] of Object.entries(archives)) {
+    it(`gives the members a sink sees, whatever the chunking and however content is read: ${name}`, async () => {
+      const data = make()
+      const reference = (await collect(data, 65536)).members
+      for (const size of [1, 321, 1 << 20]) {
+        for (const read of ['content', 'now', 'skip'] as const) {
+          const got = await sinkless(data, size, read)
+          expect(got.map((m) => m.header), `${size}/${read}`).toEqual(reference.map((m) => m.header))
+          if (read !== 'skip') expect(got.map((m) => m.content), `${size}/${read}`).toEqual(reference.map((m) => m.content))
+        }
+      }
+    })
+  }
+
+  it('fails alike on either path: truncation, a bad checksum, a negative size', async () => {
+    const bad = Buffer.from(GOLDEN)
+    bad[1024 + 5] = bad[1024 + 5]! ^ 1
+    const negative = Buffer.concat([GOLDEN.subarray(0, 1024), headerBlock({ name: 'n', size: base256(-1n, 12) }), END])
+    for (const [data, expected] of [
+      [GOLDEN.subarray(0, 1224), { where: 'header', offset: 1224 }],
+      [GOLDEN.subarray(0, 515), { where: 'payload', offset: 515 }],
+      [bad, { reason: 'checksum', offset: 1024 }],
+      [negative, { reason: 'negative-size', offset: 1024 }],
+    ] as const) {
+      for (const size of [7, 1 << 20]) {
+        const err = await sinkless(data, size).catch((e: unknown) => e)
+        expect(err, `chunk ${size}`).toMatchObject(expected)
+      }
+    }
+  })
+
+  it('lentNow: the whole dense content when it is at hand, else undefined with nothing read', async () => {
+    const tar = Buffer.concat([
+      member({ name: 'a', data: 'x'.repeat(1000) }),
+      member({ name: 'b', data: 'y'.repeat(600) }),
+      member({ name: 'd/', typeflag: '5' }),
+      END,
+    ])
+    // All in one chunk: each file whole, once; not after its content was read.
+    const whole: (string | undefined)[] = []
+    for await (const m of disassemble(slices(tar, 1 << 20), {})) {
+      const now = m.lentNow?.()
+      whole.push(now?.toString())
+      if (now !== undefined) expect(m.lentNow!()).toBeUndefined()
+    }
+    expect(whole).toEqual(['x'.repeat(1000), 'y'.repeat(600), undefined])
+    // Cut in 700-byte chunks: `a` straddles a chunk edge, so it is read the usual way.
+    for await (const m of disassemble(slices(tar, 700), {})) {
+      if (m.header.name.toString() !== 'a') continue
+      expect(m.lentNow!()).toBeUndefined()
+      const parts: Buffer[] = []
+      for await (const c of m.content) parts.push(Buffer.from(c))
+      expect(Buffer.concat(parts).toString()).toBe('x'.repeat(1000))
+    }
+  })
+})
+
 describe('members Go gets wrong', () => {
   it('header-only types with a size field have no data and an empty F entry', async () => {
     const tar = Buffer.concat([

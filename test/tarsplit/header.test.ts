@@ -1,3 +1,4 @@
+import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { InvalidHeaderError } from '../../src/tarsplit/errors.js'
 import {
@@ -67,6 +68,30 @@ describe('parseNumeric', () => {
 })
 
 describe('checksums and formats', () => {
+  it('sums aligned blocks (word at a time) exactly as byte by byte, at any alignment', () => {
+    /** The definition: every byte, the checksum field counted as spaces, signed as int8. */
+    const reference = (b: Uint8Array): { unsigned: number; signed: number } => {
+      let unsigned = 0
+      let signed = 0
+      for (let i = 0; i < 512; i++) {
+        const c = i >= 148 && i < 156 ? 0x20 : b[i]!
+        unsigned += c
+        signed += c >= 0x80 ? c - 256 : c
+      }
+      return { unsigned, signed }
+    }
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 512, maxLength: 512 }), fc.nat(7), (bytes, shift) => {
+        const mem = new Uint8Array(520)
+        const block = mem.subarray(shift, shift + 512)
+        block.set(bytes)
+        expect(computeChecksums(block)).toEqual(reference(block))
+      }),
+    )
+    const ones = new Uint8Array(512).fill(0xff)
+    expect(computeChecksums(ones)).toEqual(reference(ones))
+  })
+
   it('accepts the unsigned and the signed (Sun) sum', () => {
     const b = headerBlock({ name: 'caf\xe9', uname: '\xff\xfe' })
     const { unsigned, signed } = computeChecksums(b)
