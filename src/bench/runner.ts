@@ -69,6 +69,11 @@ export interface BenchOptions {
   readonly peers?: boolean
   /** Progress lines (default: none). */
   readonly progress?: (line: string) => void
+  /**
+   * Called with the results before the scratch roots are deleted: deleting them can take
+   * minutes (a filesystem mounted with `discard`), and a report should be on disk first.
+   */
+  readonly onResults?: (results: BenchResults) => Promise<void>
 }
 
 /**
@@ -262,6 +267,9 @@ export async function runBench(options: BenchOptions): Promise<BenchResults> {
         }
       }
     }
+    const results = await collectResults()
+    await options.onResults?.(results)
+    return results
   } catch (err) {
     // A killed child fails with its exit status; what the caller must know is the signal.
     throw scratch.signal.aborted ? (scratch.signal.reason as BenchInterruptedError) : err
@@ -269,30 +277,33 @@ export async function runBench(options: BenchOptions): Promise<BenchResults> {
     progress(`cleanup: unmounting and deleting ${scratch.dir}`)
     await scratch.cleanup()
   }
-  const references: Partial<Record<Operation, string>> = {
-    ...REFERENCE_NAMES,
-    'rw-create': REFERENCE_NAMES.rw,
-    'rw-mount': REFERENCE_NAMES.rw,
-    'rw-unmount': REFERENCE_NAMES.rw,
-    'rw-remove': REFERENCE_NAMES.rw,
-  }
-  return {
-    schema: 'layerstore-bench/1',
-    started,
-    finished: new Date().toISOString(),
-    machine: await describeMachine(options.scratchParent, loadStart),
-    versions: { node: process.version, layerstore: await layerstoreVersion(), gnuTar: await gnuTarVersion() },
-    options: {
-      drivers: drivers.map((d) => d.label),
-      workloads: options.workloads.map((w) => w.name),
-      reps,
-      cycles: options.cycles,
-      depths: [...options.depths],
-      peers: options.peers ?? false,
-    },
-    skipped,
-    samples,
-    summary: summarizeSamples(samples, references),
+
+  async function collectResults(): Promise<BenchResults> {
+    const references: Partial<Record<Operation, string>> = {
+      ...REFERENCE_NAMES,
+      'rw-create': REFERENCE_NAMES.rw,
+      'rw-mount': REFERENCE_NAMES.rw,
+      'rw-unmount': REFERENCE_NAMES.rw,
+      'rw-remove': REFERENCE_NAMES.rw,
+    }
+    return {
+      schema: 'layerstore-bench/1',
+      started,
+      finished: new Date().toISOString(),
+      machine: await describeMachine(options.scratchParent, loadStart),
+      versions: { node: process.version, layerstore: await layerstoreVersion(), gnuTar: await gnuTarVersion() },
+      options: {
+        drivers: drivers.map((d) => d.label),
+        workloads: options.workloads.map((w) => w.name),
+        reps,
+        cycles: options.cycles,
+        depths: [...options.depths],
+        peers: options.peers ?? false,
+      },
+      skipped,
+      samples,
+      summary: summarizeSamples(samples, references),
+    }
   }
 }
 

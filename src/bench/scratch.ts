@@ -5,9 +5,9 @@
  * Cleanup unmounts everything below it, deepest first, then deletes it, also after SIGINT or
  * SIGTERM.
  */
-import { mkdir, mkdtemp, rm } from 'node:fs/promises'
+import { mkdir, mkdtemp } from 'node:fs/promises'
 import { join } from 'node:path'
-import { graphdriver } from '../index.js'
+import { archive, graphdriver } from '../index.js'
 import { BenchInterruptedError } from './errors.js'
 
 /** A scratch directory; see the file comment. */
@@ -52,8 +52,8 @@ export class Scratch {
     this.#cleaning ??= (async () => {
       try {
         await graphdriver.unmountAll(this.dir)
-        // maxRetries: a stopped child may still be closing files for a moment.
-        await rm(this.dir, { recursive: true, force: true, maxRetries: 3, retryDelay: 200 })
+        // Not fs.rm: Node 20 lists the whole tree at once (GiBs of RSS for a full run's roots).
+        await archive.removeTreeAsync(this.dir)
       } finally {
         process.off('SIGINT', this.#onInt)
         process.off('SIGTERM', this.#onTerm)

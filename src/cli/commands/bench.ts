@@ -81,6 +81,7 @@ export const benchCommand: Command = {
     const out = resolve(typeof v.out === 'string' ? v.out : 'bench-results')
     const progress = ctx.quiet ? undefined : (line: string): void => void ctx.stderr.write(`bench: ${line}\n`)
     let results
+    let files: Awaited<ReturnType<typeof writeReport>> | undefined
     try {
       results = await runBench({
         drivers: specs,
@@ -92,6 +93,10 @@ export const benchCommand: Command = {
         peers: v.peers === true,
         ...(only.length > 0 ? { phases: only as Phase[] } : {}),
         ...(progress ? { progress } : {}),
+        onResults: async (r) => {
+          files = await writeReport(r, out)
+          progress?.(`results written to ${out}`)
+        },
       })
     } catch (err) {
       if (err instanceof BenchInterruptedError) {
@@ -100,9 +105,10 @@ export const benchCommand: Command = {
       }
       throw err
     }
-    const files = await writeReport(results, out)
-    emit(ctx, { out, results: files.results, table: files.table, charts: files.charts, skipped: results.skipped, summary: results.summary }, () =>
-      report(ctx, results.skipped, formatTable(results.summary), files.results, files.charts.length, out),
+    files ??= await writeReport(results, out)
+    const written = files
+    emit(ctx, { out, results: written.results, table: written.table, charts: written.charts, skipped: results.skipped, summary: results.summary }, () =>
+      report(ctx, results.skipped, formatTable(results.summary), written.results, written.charts.length, out),
     )
     return EXIT.ok
   },
