@@ -5,6 +5,8 @@
  * `layerstore/conformance` (src/graphdriver/conformance.ts).
  * One `export … from` line per file, so that parallel additions merge trivially.
  */
+export * from './backing-fs.js'
+export * from './bind-mount.js'
 export * from './copy-dir.js'
 export * from './driver.js'
 export * from './errors.js'
@@ -14,5 +16,6 @@ export * from './mount-mode.js'
 export * from './unmount-all.js'
 export * from './naive-diff.js'
 export * from './registry.js'
+export * from './scratch.js'
 export * from './select.js'
 export * from './errno.js'

@@ -2,8 +2,9 @@
  * Lazily unmounts everything mounted at or below a directory, deepest first: what a driver's
  * `cleanup` does with its home, and what every test does with its temp dir in `finally`.
  */
+import { rmdir } from 'node:fs/promises'
 import createDebug from 'debug'
-import { MNT_DETACH, mountsUnder, umount } from '../native/index.js'
+import { MNT_DETACH, mountsUnder, umount, umountSync } from '../native/index.js'
 
 const debug = createDebug('layerstore:graphdriver')
 
@@ -14,6 +15,24 @@ const MAX_ROUNDS = 64
 /** The mount points at or below `dir` (canonical paths), deepest first, without repeats. */
 export async function mountPointsUnder(dir: string): Promise<string[]> {
   return [...new Set((await mountsUnder(dir)).map((m) => m.mountPoint))]
+}
+
+/**
+ * A driver's unmount of one layer view: detaches the mount on `target` and removes the mount
+ * point. The rmdir also makes the kernel drop copies of the mount that leaked into other
+ * mount namespaces (moby/moby#34948), so its failure (a namespace still holds it busy) is not
+ * ours to report. A target that is no longer mounted (EINVAL: another instance sharing the
+ * home unmounted it) counts as unmounted. `inline` makes the call on this thread instead of
+ * the native worker: only where the worker's start would cost far more than the call (a probe).
+ */
+export async function unmountTarget(target: string, options: { readonly inline?: boolean } = {}): Promise<void> {
+  try {
+    if (options.inline) umountSync(target, MNT_DETACH)
+    else await umount(target, MNT_DETACH)
+  } catch (err) {
+    if ((err as { code?: unknown }).code !== 'EINVAL') throw err
+  }
+  await rmdir(target).catch(() => undefined)
 }
 
 /**

@@ -30,7 +30,6 @@
  */
 import { mkdir, readdir, readFile, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { randomBytes } from 'node:crypto'
 import type { Readable } from 'node:stream'
 import createDebug from 'debug'
 import { applyLayer, removeTreeAsync } from '../../archive/index.js'
@@ -49,6 +48,7 @@ import {
   copyDir,
   InvalidDriverOptionError,
   hasErrno,
+  holdsLayerDirs,
   listLayerDirs,
   LayerExistsError,
   LayerInUseError,
@@ -59,9 +59,13 @@ import {
   mountPointsUnder,
   naiveDiff,
   ReadOnlyNotSupportedError,
+  SCRATCH_MARK,
+  scratchName,
+  sweepScratch,
+  unmountTarget,
 } from '../../graphdriver/index.js'
 import { hasCode } from '../../errors.js'
-import { isMountPoint, MNT_DETACH, mount, MS_BIND, MS_RDONLY, MS_REMOUNT, umount } from '../../native/index.js'
+import { isMountPoint, mount, MS_BIND, MS_RDONLY, MS_REMOUNT } from '../../native/index.js'
 import type { FileGetter, TarMember } from '../../tarsplit/index.js'
 import { directoryGetter } from '../../tarsplit/index.js'
 import { BindMountError } from './errors.js'
@@ -71,10 +75,6 @@ const debug = createDebug('layerstore:bind')
 
 /** The driver's registered name (its home is `<root>/bind`). */
 export const BIND_DRIVER_NAME = 'bind'
-
-const SCRATCH_MARK = '~'
-// Scratch dirs older than this are a crashed process's leftovers, never a live create.
-const STALE_SCRATCH_MS = 10 * 60 * 1000
 
 /** Options of {@link BindDriver}. */
 export interface BindDriverOptions {
@@ -116,13 +116,7 @@ export class BindDriver implements DiffGetterDriver {
     await mkdir(this.home, { recursive: true, mode: 0o710 })
     const now = Date.now()
     for (const name of await readdir(this.home)) {
-      if (!name.includes(SCRATCH_MARK)) continue
-      const path = join(this.home, name)
-      const old = now - (await stat(path)).mtimeMs > STALE_SCRATCH_MS
-      if ((name.includes(`${SCRATCH_MARK}removing-`) || old) && (await mountPointsUnder(path)).length === 0) {
-        debug('sweeping scratch dir %s', path)
-        await rm(path, { recursive: true, force: true })
-      }
+      if (name.includes(SCRATCH_MARK)) await sweepScratch(this.home, name, now)
     }
   }
 
@@ -147,7 +141,7 @@ export class BindDriver implements DiffGetterDriver {
     if (await this.exists(id)) throw new LayerExistsError(this.name, id)
     if (parent !== null && !(await this.exists(parent))) throw new LayerNotFoundError(this.name, parent, 'parent')
     // Built under a scratch name and renamed into place last: `<id>/` is never half made.
-    const tmp = join(this.home, `${id}${SCRATCH_MARK}creating-${randomBytes(6).toString('hex')}`)
+    const tmp = join(this.home, scratchName(id, 'creating'))
     const root = join(tmp, 'root')
     try {
       await mkdir(tmp, { mode: 0o710 })
@@ -177,7 +171,7 @@ export class BindDriver implements DiffGetterDriver {
     if (holders > 0) throw new LayerInUseError(this.name, id, holders, merged)
     if (await isMountPoint(merged)) throw new LayerInUseError(this.name, id, 0, merged)
     // Rename first: a crash mid-delete leaves a scratch dir for init to sweep, not a layer.
-    const doomed = join(this.home, `${id}${SCRATCH_MARK}removing-${randomBytes(6).toString('hex')}`)
+    const doomed = join(this.home, scratchName(id, 'removing'))
     try {
       await rename(this.#dir(id), doomed)
     } catch (err) {
@@ -217,7 +211,7 @@ export class BindDriver implements DiffGetterDriver {
         try {
           await mount(null, merged, null, MS_REMOUNT | MS_BIND | MS_RDONLY)
         } catch (err) {
-          await this.#unmount(merged).catch(() => undefined)
+          await unmountTarget(merged).catch(() => undefined)
           throw new BindMountError(id, merged, 'read-only remount', { cause: err })
         }
       }
@@ -242,7 +236,7 @@ export class BindDriver implements DiffGetterDriver {
     try {
       await this.#counter.release(merged, async () => {
         try {
-          await this.#unmount(merged)
+          await unmountTarget(merged)
         } catch (err) {
           throw new BindMountError(id, merged, 'unmount', { cause: err })
         }
@@ -295,9 +289,9 @@ export class BindDriver implements DiffGetterDriver {
   async cleanup(): Promise<void> {
     this.#plainHolders.clear()
     if (this.readOnly) return
-    for (const path of this.#counter.paths()) await this.#counter.releaseAll(path, () => this.#unmount(path))
+    for (const path of this.#counter.paths()) await this.#counter.releaseAll(path, () => unmountTarget(path))
     for (const point of await mountPointsUnder(this.home)) {
-      if (point.endsWith('/merged')) await this.#unmount(point)
+      if (point.endsWith('/merged')) await unmountTarget(point)
     }
   }
 
@@ -345,15 +339,6 @@ export class BindDriver implements DiffGetterDriver {
     return new ReadOnlyNotSupportedError(this.name, 'open', `opened read-only: cannot ${operation}`)
   }
 
-  async #unmount(merged: string): Promise<void> {
-    try {
-      await umount(merged, MNT_DETACH)
-    } catch (err) {
-      if (!hasErrno(err, 'EINVAL')) throw err // EINVAL: not mounted any more
-    }
-    await rmdir(merged).catch(() => undefined)
-  }
-
   async #mustExist(id: string): Promise<void> {
     if (!(await this.exists(id))) throw new LayerNotFoundError(this.name, id)
   }
@@ -379,18 +364,8 @@ export class BindDriver implements DiffGetterDriver {
 }
 
 /** True if `home` holds at least one bind layer (a dir with a `root/`). */
-export async function bindHoldsLayers(home: string): Promise<boolean> {
-  let names: string[]
-  try {
-    names = await readdir(home)
-  } catch (err) {
-    return !hasErrno(err, 'ENOENT')
-  }
-  for (const name of names) {
-    if (name.includes(SCRATCH_MARK)) continue
-    if (await stat(join(home, name, 'root')).then(() => true, () => false)) return true
-  }
-  return false
+export function bindHoldsLayers(home: string): Promise<boolean> {
+  return holdsLayerDirs(home, 'root')
 }
 
 async function pathExists(path: string): Promise<boolean> {

@@ -14,10 +14,9 @@
  * An inode at the filesystem's hard-link limit (EMLINK; 65 000 on ext4) is copied instead.
  */
 import { constants as fsConstants } from 'node:fs'
-import type { BigIntStats } from 'node:fs'
-import { chmod, copyFile, lchown, link, lstat, mkdir, readdir, readlink, symlink } from 'node:fs/promises'
+import { copyFile, link, lstat, mkdir, readdir, readlink, symlink } from 'node:fs/promises'
 import createDebug from 'debug'
-import { lgetxattr, llistxattr, lsetxattr, utimensat } from '../../native/index.js'
+import { copyMetadata } from '../../graphdriver/index.js'
 
 const debug = createDebug('layerstore:bind')
 
@@ -46,7 +45,7 @@ export async function linkTree(src: string | Buffer, dst: string | Buffer): Prom
   const s = Buffer.from(src)
   const d = Buffer.from(dst)
   await linkChildren(s, d, stats)
-  await copyMetadata(s, d, await lstat(s, { bigint: true }))
+  copyMetadata(s, d, await lstat(s, { bigint: true }))
   debug('linked %s into %s: %o', s.toString(), d.toString(), stats)
   return stats
 }
@@ -69,13 +68,13 @@ async function linkEntry(from: Buffer, to: Buffer, stats: LinkTreeStats): Promis
     await mkdir(to, { mode: 0o700 })
     await linkChildren(from, to, stats)
     // After the children: making them bumps the directory's mtime.
-    await copyMetadata(from, to, st)
+    copyMetadata(from, to, st)
     stats.dirs++
     return
   }
   if (type === fsConstants.S_IFLNK) {
     await symlink(await readlink(from, { encoding: 'buffer' }), to)
-    await copyMetadata(from, to, st)
+    copyMetadata(from, to, st)
     stats.symlinks++
     return
   }
@@ -85,30 +84,7 @@ async function linkEntry(from: Buffer, to: Buffer, stats: LinkTreeStats): Promis
   } catch (err) {
     if ((err as { code?: unknown }).code !== 'EMLINK' || type !== fsConstants.S_IFREG) throw err
     await copyFile(from, to, fsConstants.COPYFILE_FICLONE)
-    await copyMetadata(from, to, st)
+    copyMetadata(from, to, st)
     stats.copies++
   }
-}
-
-/**
- * Owner, then mode, then xattrs, then times: chown clears setuid/setgid and
- * `security.capability`, and each step before the last bumps the ctime or mtime.
- */
-async function copyMetadata(from: Buffer, to: Buffer, st: BigIntStats): Promise<void> {
-  const isLink = (Number(st.mode) & fsConstants.S_IFMT) === fsConstants.S_IFLNK
-  await lchown(to, Number(st.uid), Number(st.gid))
-  if (!isLink) await chmod(to, Number(st.mode) & 0o7777)
-  for (const name of llistxattr(from)) {
-    const value = lgetxattr(from, name)
-    if (value !== null) lsetxattr(to, name, value)
-  }
-  utimensat(to, nsTime(st.atimeNs), nsTime(st.mtimeNs), { noFollow: true })
-}
-
-function nsTime(ns: bigint): { sec: number; nsec: number } {
-  const sec = ns / 1_000_000_000n
-  const nsec = ns % 1_000_000_000n
-  // Times before 1970 are negative: keep 0 ≤ nsec < 1e9, as utimensat requires.
-  if (nsec < 0n) return { sec: Number(sec - 1n), nsec: Number(nsec + 1_000_000_000n) }
-  return { sec: Number(sec), nsec: Number(nsec) }
 }

@@ -14,11 +14,11 @@
  */
 import { access } from 'node:fs/promises'
 import type { DriverFactory, DriverInitOptions } from '../../graphdriver/index.js'
-import { DriverReadOnlyOnlyError, InvalidDriverOptionError } from '../../graphdriver/index.js'
+import { backingFsName, DriverReadOnlyOnlyError, InvalidDriverOptionError } from '../../graphdriver/index.js'
 import { overlayHoldsLayers } from './layer-files.js'
 import { OVERLAY_DRIVER_NAME, OverlayDriver } from './overlay-driver.js'
 import type { OverlayMountAPI } from './probe.js'
-import { backingFsName, probeOverlay, recordProbeOfNewHome } from './probe.js'
+import { probeOverlay, recordProbeOfNewHome } from './probe.js'
 import type { OverlayFeatures } from './probe.js'
 
 export { OverlayDriver, OVERLAY_DRIVER_NAME, MAX_LOWERS } from './overlay-driver.js'
@@ -28,7 +28,8 @@ export type { OverlayLayerInfo } from './layer-files.js'
 export * from './errors.js'
 export * from './layout.js'
 export * from './mount-plan.js'
-export { probeOverlay, backingFsName } from './probe.js'
+export { probeOverlay } from './probe.js'
+export { backingFsName } from '../../graphdriver/index.js'
 export { PROBE_XATTR } from './probe-cache.js'
 export type { OverlayFeatures, OverlayMountAPI } from './probe.js'
 

@@ -6,16 +6,12 @@
 import { lstat, mkdir, readdir, readFile, readlink, rename, rm, stat, symlink, unlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import createDebug from 'debug'
-import { mountPointsUnder } from '../../graphdriver/index.js'
+import { hasErrno, holdsLayerDirs, sweepScratch } from '../../graphdriver/index.js'
 import { OverlayLayerCorruptError } from './errors.js'
 import type { OverlayLayout } from './layout.js'
-import { formatLower, parseLink, parseLower, SCRATCH_MARK, scratchName } from './layout.js'
-import { hasErrno } from '../../graphdriver/index.js'
+import { formatLower, LINK_DIR, parseLink, parseLower, SCRATCH_MARK, scratchName } from './layout.js'
 
 const debug = createDebug('layerstore:overlay')
-
-// Scratch dirs older than this are a crashed process's leftovers, never a live create.
-const STALE_SCRATCH_MS = 10 * 60 * 1000
 
 /** What the driver reads from a layer's dir to mount or diff it. */
 export interface OverlayLayerInfo {
@@ -124,18 +120,9 @@ export async function maintainHome(layout: OverlayLayout): Promise<void> {
   await mkdir(layout.linkDir, { recursive: true, mode: 0o700 })
   const now = Date.now()
   for (const entry of await readdir(layout.home, { withFileTypes: true })) {
-    if (!entry.isDirectory() || entry.name === 'l') continue
-    const path = join(layout.home, entry.name)
-    if (entry.name.includes(SCRATCH_MARK)) {
-      const removing = entry.name.includes(`${SCRATCH_MARK}removing-`)
-      const old = now - (await stat(path)).mtimeMs > STALE_SCRATCH_MS
-      if ((removing || old) && (await mountPointsUnder(path)).length === 0) {
-        debug('sweeping scratch dir %s', path)
-        await rm(path, { recursive: true, force: true })
-      }
-      continue
-    }
-    await repairLink(layout, entry.name)
+    if (!entry.isDirectory() || entry.name === LINK_DIR) continue
+    if (entry.name.includes(SCRATCH_MARK)) await sweepScratch(layout.home, entry.name, now)
+    else await repairLink(layout, entry.name)
   }
 }
 
@@ -165,17 +152,7 @@ export async function unlinkIfOurs(layout: OverlayLayout, link: string, id: stri
 }
 
 /** True if `home` holds at least one overlay layer (a dir with a `link` file). */
-export async function overlayHoldsLayers(home: string): Promise<boolean> {
-  let names: string[]
-  try {
-    names = await readdir(home)
-  } catch (err) {
-    return !hasErrno(err, 'ENOENT')
-  }
-  for (const name of names) {
-    if (name === 'l' || name.includes(SCRATCH_MARK)) continue
-    if (await stat(join(home, name, 'link')).then(() => true, () => false)) return true
-  }
-  return false
+export function overlayHoldsLayers(home: string): Promise<boolean> {
+  return holdsLayerDirs(home, 'link', [LINK_DIR])
 }
 

@@ -150,13 +150,11 @@ export class OverlayLayout {
 }
 
 /**
- * Names under home that are never layer ids: a layer id is `[0-9A-Za-z_.-]`, so a `~` in the
- * name marks the driver's own scratch directories (a layer being built, one being deleted,
- * a probe). A crashed process can leave them; the driver sweeps them at start.
+ * Names under home that are never layer ids: a `~` in the name marks the driver's own scratch
+ * directories (a layer being built, one being deleted, a probe), as in every driver with a
+ * directory per layer (graphdriver's scratch.ts). A crashed process can leave them; the
+ * driver sweeps them at start.
  */
-export const SCRATCH_MARK = '~'
+export { SCRATCH_MARK, scratchName } from '../../graphdriver/index.js'
 
-/** A scratch directory name for `id` and `purpose`, unique per call. */
-export function scratchName(id: string, purpose: 'creating' | 'removing' | 'probe'): string {
-  return `${id}${SCRATCH_MARK}${purpose}-${randomBytes(6).toString('hex')}`
-}
+

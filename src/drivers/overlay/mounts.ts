@@ -1,17 +1,18 @@
 /**
- * Performing a mount plan (mount-plan.ts) and undoing it. The only place the overlay driver
- * calls mount(2), umount2(2) or the new mount API.
+ * Performing a mount plan (mount-plan.ts); undoing it is graphdriver's `unmountTarget`, shared
+ * by every driver. The only place the overlay driver calls mount(2) or the new mount API.
  */
-import { rmdir, stat } from 'node:fs/promises'
+import { stat } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import createDebug from 'debug'
-import { isMountPoint, MNT_DETACH, mount, mountOverlay, mountSync, MS_BIND, MS_RDONLY, MS_REMOUNT, umount, umountSync } from '../../native/index.js'
+import { bindMount } from '../../graphdriver/index.js'
+import { isMountPoint, mount, mountOverlay, mountSync, MS_RDONLY } from '../../native/index.js'
 import type { RelativeMounter } from '../../native/index.js'
 import type { OverlayMountPlan } from './mount-plan.js'
 
 const debug = createDebug('layerstore:overlay')
 
-/** How {@link performMountPlan} and {@link unmountTarget} call the kernel. */
+/** How {@link performMountPlan} calls the kernel. */
 export interface MountCallOptions {
   /**
    * Make the slow calls on this thread instead of the native worker: only for a mount of a
@@ -29,16 +30,7 @@ export async function performMountPlan(plan: OverlayMountPlan, mounter?: Relativ
   const inline = options.inline === true
   switch (plan.method) {
     case 'bind':
-      await mount(plan.source, plan.target, null, MS_BIND)
-      if (plan.readOnly) {
-        try {
-          // MS_RDONLY on the bind itself is ignored: read-only takes a remount of the bind.
-          await mount(null, plan.target, null, MS_REMOUNT | MS_BIND | MS_RDONLY)
-        } catch (err) {
-          await umount(plan.target, MNT_DETACH)
-          throw err
-        }
-      }
+      await bindMount(plan.source, plan.target, plan.readOnly)
       break
     case 'lowerdir+':
       await mountOverlay({
@@ -63,22 +55,6 @@ export async function performMountPlan(plan: OverlayMountPlan, mounter?: Relativ
     }
   }
   debug('mounted %s by %s', plan.target, plan.method === 'mount-data' && plan.cwd ? 'mount(2) from home' : plan.method)
-}
-
-/**
- * Detaches the mount on `target` and removes the mount point. The rmdir also makes the
- * kernel drop copies of the mount that leaked into other mount namespaces (moby/moby#34948),
- * so its failure (a namespace still holds it busy) is not ours to report. A target that is
- * no longer mounted (EINVAL) counts as unmounted.
- */
-export async function unmountTarget(target: string, options: MountCallOptions = {}): Promise<void> {
-  try {
-    if (options.inline) umountSync(target, MNT_DETACH)
-    else await umount(target, MNT_DETACH)
-  } catch (err) {
-    if ((err as { code?: unknown }).code !== 'EINVAL') throw err
-  }
-  await rmdir(target).catch(() => undefined)
 }
 
 /**

@@ -49,6 +49,7 @@ import {
   MountCounter,
   naiveDiff,
   ReadOnlyNotSupportedError,
+  unmountTarget,
 } from '../../graphdriver/index.js'
 import { hasCode } from '../../errors.js'
 import { prewarmBlockingCalls, RelativeMounter } from '../../native/index.js'
@@ -61,7 +62,7 @@ import { maintainHome, makeLayerDir, readLayerInfo, resolveLowerDirs, unlinkIfOu
 import { generateLinkID, LINK_DIR, lowerEntry, OverlayLayout, parseLink, SCRATCH_MARK, scratchName } from './layout.js'
 import type { OverlayMountPlan } from './mount-plan.js'
 import { planOverlayMount } from './mount-plan.js'
-import { isLayerMounted, performMountPlan, unmountTarget } from './mounts.js'
+import { isLayerMounted, performMountPlan } from './mounts.js'
 import type { OverlayFeatures } from './probe.js'
 
 // The short-link directory sits beside the layers in the home: never a layer id.
@@ -238,7 +239,7 @@ export class OverlayDriver implements DiffGetterDriver {
       mounted = true
     })
     // A shared mount (ours or adopted) shows the view its first get chose: it must be this one.
-    if (!mounted) await checkSharedView(this.name, id, merged, this.#wantsReadOnly(await this.layerInfo(id), options), () => this.put(id))
+    if (!mounted) await checkSharedView(this.name, id, merged, this.#wantsReadOnly(info, options), () => this.put(id))
     return merged
   }
 

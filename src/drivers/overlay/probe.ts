@@ -27,13 +27,13 @@
  * without d_type (xfs ftype=0) cannot be told apart from here; the kernel then logs
  * "upper fs needs to support d_type" at mount time. TODO(#5): a getdents64 probe in native/.
  */
-import { access, lstat, mkdir, rm, statfs, unlink, writeFile } from 'node:fs/promises'
+import { access, lstat, mkdir, rm, unlink, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import createDebug from 'debug'
-import { DriverNotSupportedError } from '../../graphdriver/index.js'
+import { backingFsName, DriverNotSupportedError, unmountTarget } from '../../graphdriver/index.js'
 import { isOverlaySupported, supportsLowerdirAppend } from '../../native/index.js'
 import { scratchName } from './layout.js'
-import { performMountPlan, unmountTarget } from './mounts.js'
+import { performMountPlan } from './mounts.js'
 import { probeCacheKey, probeRecorded, recordProbe } from './probe-cache.js'
 
 const debug = createDebug('layerstore:overlay')
@@ -162,33 +162,6 @@ async function probeMount(home: string, features: OverlayFeatures, driverName: s
   } finally {
     if (mounted) await unmountTarget(merged, { inline }).catch(() => undefined)
     await rm(dir, { recursive: true, force: true }).catch(() => undefined)
-  }
-}
-
-// Names of common filesystem magic numbers (statfs f_type), for status().
-const FS_NAMES: Readonly<Record<number, string>> = {
-  0xef53: 'extfs',
-  0x58465342: 'xfs',
-  0x9123683e: 'btrfs',
-  0x01021994: 'tmpfs',
-  0x794c7630: 'overlayfs',
-  0x2fc12fc1: 'zfs',
-  0x858458f6: 'ramfs',
-  0xca451a4e: 'bcachefs',
-}
-
-/** The name of the filesystem holding `path` (or its nearest existing ancestor). */
-export async function backingFsName(path: string): Promise<string> {
-  let p = path
-  for (;;) {
-    try {
-      const { type } = await statfs(p)
-      return FS_NAMES[type] ?? `0x${type.toString(16)}`
-    } catch {
-      const up = dirname(p)
-      if (up === p) return 'unknown'
-      p = up
-    }
   }
 }
 

@@ -24,7 +24,7 @@
  * returns the layer's directory (what naive diffs read) and a read-only view is refused.
  */
 import { randomBytes } from 'node:crypto'
-import { mkdir, readdir, rename, rm, rmdir, stat, statfs, writeFile } from 'node:fs/promises'
+import { mkdir, readdir, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import createDebug from 'debug'
 import type {
@@ -37,6 +37,8 @@ import type {
 } from '../../graphdriver/index.js'
 import {
   assertLayerID,
+  backingFsName,
+  bindMount,
   copyDir,
   InvalidDriverOptionError,
   hasErrno,
@@ -49,10 +51,11 @@ import {
   MAX_LAYER_DEPTH,
   MountCounter,
   ReadOnlyNotSupportedError,
+  unmountTarget,
 } from '../../graphdriver/index.js'
 import { removeTreeAsync } from '../../archive/index.js'
 import { hasCode } from '../../errors.js'
-import { isMountPoint, mount, MNT_DETACH, MS_BIND, MS_RDONLY, MS_REMOUNT, umount } from '../../native/index.js'
+import { isMountPoint, MNT_DETACH, umount } from '../../native/index.js'
 
 const debug = createDebug('layerstore:vfs')
 
@@ -178,7 +181,7 @@ export class VfsDriver implements ProtoDriver {
     await this.#counter.acquire(mnt, async () => {
       try {
         await mkdir(mnt, { recursive: true, mode: 0o755 })
-        await bindReadOnly(dir, mnt)
+        await bindMount(dir, mnt, true)
       } catch (err) {
         throw new LayerMountError(this.name, id, mnt, 'mount', { cause: err })
       }
@@ -196,7 +199,7 @@ export class VfsDriver implements ProtoDriver {
     }
     const mnt = this.#mountPoint(id)
     try {
-      await this.#counter.release(mnt, () => this.#unmount(mnt))
+      await this.#counter.release(mnt, () => unmountTarget(mnt))
     } catch (err) {
       if (hasCode(err, 'ERR_MOUNT_NOT_HELD')) throw new LayerNotMountedError(this.name, id)
       throw new LayerMountError(this.name, id, mnt, 'unmount', { cause: err })
@@ -223,7 +226,7 @@ export class VfsDriver implements ProtoDriver {
   async status(): Promise<DriverStatus> {
     const layers = (await readdir(join(this.home, 'dir')).catch(() => [])).length
     return [
-      ['Backing Filesystem', await backingFs(this.home)],
+      ['Backing Filesystem', await backingFsName(this.home)],
       ['Layers', String(layers)],
       ['Read-only layer mounts', this.#roMounts ? 'true' : 'false'],
     ]
@@ -235,7 +238,7 @@ export class VfsDriver implements ProtoDriver {
   }
 
   async cleanup(): Promise<void> {
-    for (const mnt of this.#counter.paths()) await this.#counter.releaseAll(mnt, () => this.#unmount(mnt))
+    for (const mnt of this.#counter.paths()) await this.#counter.releaseAll(mnt, () => unmountTarget(mnt))
     this.#plainHolders.clear()
     // Mounts this instance never touched may belong to another live instance sharing the
     // home: they are left alone (the store's startup reconciliation sweeps crash leftovers
@@ -244,16 +247,6 @@ export class VfsDriver implements ProtoDriver {
 
   #checkWritable(operation: string): void {
     if (this.readOnly) throw new ReadOnlyNotSupportedError(this.name, 'open', `opened read-only: cannot ${operation}`)
-  }
-
-  async #unmount(mnt: string): Promise<void> {
-    try {
-      await umount(mnt, MNT_DETACH)
-    } catch (err) {
-      // EINVAL: not mounted any more (another instance sharing the home unmounted it).
-      if (!hasErrno(err, 'EINVAL')) throw err
-    }
-    await rmdir(mnt).catch(() => undefined)
   }
 
   #holders(id: string): number {
@@ -294,20 +287,6 @@ export async function initVfsHome(home: string): Promise<void> {
 }
 
 /**
- * Bind-mounts `dir` on `target` read-only. A bind mount ignores MS_RDONLY when it is made:
- * read-only takes a second, remounting call. Nothing is left mounted if that fails.
- */
-async function bindReadOnly(dir: string, target: string): Promise<void> {
-  await mount(dir, target, null, MS_BIND)
-  try {
-    await mount(null, target, null, MS_REMOUNT | MS_BIND | MS_RDONLY)
-  } catch (err) {
-    await umount(target, MNT_DETACH)
-    throw err
-  }
-}
-
-/**
  * Whether read-only bind mounts work here (CAP_SYS_ADMIN in this mount namespace): tries
  * one on a scratch directory under `home`. Probe, don't assume: root in a container without
  * that capability cannot mount.
@@ -316,7 +295,7 @@ export async function canBindReadOnly(home: string): Promise<boolean> {
   const probe = join(home, 'tmp', `probe-${randomBytes(6).toString('hex')}`)
   await mkdir(probe, { recursive: true })
   try {
-    await bindReadOnly(probe, probe)
+    await bindMount(probe, probe, true)
     await umount(probe, MNT_DETACH)
     return true
   } catch (err) {
@@ -333,27 +312,5 @@ export async function vfsHoldsLayers(home: string): Promise<boolean> {
     return (await readdir(join(home, 'dir'))).length > 0
   } catch (err) {
     return !hasErrno(err, 'ENOENT')
-  }
-}
-
-/** The subdirectories of `dir` that are valid layer ids; none if `dir` is missing. */
-
-// Names of common filesystem magic numbers (statfs f_type), for status().
-const FS_NAMES: Readonly<Record<number, string>> = {
-  0xef53: 'extfs',
-  0x58465342: 'xfs',
-  0x9123683e: 'btrfs',
-  0x01021994: 'tmpfs',
-  0x794c7630: 'overlayfs',
-  0x2fc12fc1: 'zfs',
-  0x858458f6: 'ramfs',
-}
-
-async function backingFs(home: string): Promise<string> {
-  try {
-    const { type } = await statfs(home)
-    return FS_NAMES[type] ?? `0x${type.toString(16)}`
-  } catch {
-    return 'unknown'
   }
 }
