@@ -28,12 +28,21 @@ export function scratchName(id: string, purpose: 'creating' | 'removing' | 'prob
 /**
  * At a driver's start: removes the scratch entry `name` of `home` if a crashed process left
  * it: a removal always, anything else once older than ten minutes (never a live create),
- * and in both cases only when nothing is mounted under it.
+ * and in both cases only when nothing is mounted under it. A name that is gone by now was a
+ * live process's, and is left to it.
  */
 export async function sweepScratch(home: string, name: string, now: number): Promise<void> {
   const path = join(home, name)
   const removing = name.includes(`${SCRATCH_MARK}removing-`)
-  const old = now - (await stat(path)).mtimeMs > STALE_SCRATCH_MS
+  let mtimeMs: number
+  try {
+    mtimeMs = (await stat(path)).mtimeMs
+  } catch (err) {
+    // Another process finished its create (renamed into place) or its removal since readdir.
+    if (hasErrno(err, 'ENOENT')) return
+    throw err
+  }
+  const old = now - mtimeMs > STALE_SCRATCH_MS
   if ((removing || old) && (await mountPointsUnder(path)).length === 0) {
     debug('sweeping scratch dir %s', path)
     await rm(path, { recursive: true, force: true })

@@ -138,6 +138,9 @@ async function repairLink(layout: OverlayLayout, id: string): Promise<void> {
     if (!hasErrno(err, 'ENOENT')) throw err
     debug('re-creating missing link %s for layer %s', link, id)
     await symlink(`../${id}/diff`, path)
+    // A removal in another process (outside the store lock) may have renamed the layer away
+    // and unlinked its link since we read it: then our link would dangle forever.
+    if (!(await stat(layout.layerDir(id)).then(() => true, () => false))) await unlinkIfOurs(layout, link, id)
   }
 }
 
