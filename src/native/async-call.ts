@@ -22,8 +22,11 @@ import { LIBC_SONAME, koffiModuleURL } from './libc.js'
 
 const debug = createDebug('layerstore:native')
 
-/** The prototypes a worker can call, by short name. */
-const BLOCKING_PROTOTYPES = {
+/**
+ * The prototypes a worker can call, by short name; `mountSync`/`umountSync` (mount.ts) declare
+ * the same ones on the calling thread.
+ */
+export const BLOCKING_PROTOTYPES = {
   syncfs: 'int syncfs(int fd)',
   ioctl: 'int ioctl(int fd, unsigned long request, ...)',
   copy_file_range:

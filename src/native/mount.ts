@@ -11,9 +11,10 @@
  */
 import { readSync } from 'node:fs'
 import createDebug from 'debug'
-import { callBlocking } from './async-call.js'
+import { BLOCKING_PROTOTYPES, callBlocking } from './async-call.js'
+import type { BlockingArg } from './async-call.js'
 import { SyscallError } from './errors.js'
-import type { PathLike } from './errors.js'
+import type { PathLike, SyscallErrorDetails } from './errors.js'
 import { AT_FDCWD, check, checkFd, cPath, cString, func, lastErrno, rawSyscall, SYS } from './libc.js'
 
 const debug = createDebug('layerstore:native')
@@ -124,15 +125,24 @@ export async function mount(
   flags: number,
   data?: string,
 ): Promise<void> {
-  const args = [
+  debug('mount %s on %s type %s flags %s', source, target, fstype, flags.toString(16))
+  await callBlocking('mount', mountArgs(source, target, fstype, flags, data), 'mount', mountPaths(source, target))
+}
+
+/** mount(2)'s C arguments, for {@link mount} and {@link mountSync}. */
+function mountArgs(source: PathLike | null, target: PathLike, fstype: string | null, flags: number, data?: string): BlockingArg[] {
+  return [
     source === null ? null : cPath('mount', source, 'source'),
     cPath('mount', target, 'target'),
     fstype === null ? null : cString('mount', fstype, 'fstype'),
     flags,
     data === undefined ? null : cString('mount', data, 'data'),
   ]
-  debug('mount %s on %s type %s flags %s', source, target, fstype, flags.toString(16))
-  await callBlocking('mount', args, 'mount', source === null ? { path: target } : { path: source, dest: target })
+}
+
+/** The paths a mount(2) error names: the source and target, or just the target without a source. */
+function mountPaths(source: PathLike | null, target: PathLike): SyscallErrorDetails {
+  return source === null ? { path: target } : { path: source, dest: target }
 }
 
 /**
@@ -151,15 +161,8 @@ export async function umount(target: PathLike, flags = 0): Promise<void> {
  * {@link mount} rejects with.
  */
 export function mountSync(source: PathLike | null, target: PathLike, fstype: string | null, flags: number, data?: string): void {
-  const args = [
-    source === null ? null : cPath('mount', source, 'source'),
-    cPath('mount', target, 'target'),
-    fstype === null ? null : cString('mount', fstype, 'fstype'),
-    flags,
-    data === undefined ? null : cString('mount', data, 'data'),
-  ]
   debug('mount (inline) %s on %s type %s flags %s', source, target, fstype, flags.toString(16))
-  check(func(SYNC_PROTOTYPES.mount)(...args), 'mount', source === null ? { path: target } : { path: source, dest: target })
+  check(func(BLOCKING_PROTOTYPES.mount)(...mountArgs(source, target, fstype, flags, data)), 'mount', mountPaths(source, target))
 }
 
 /**
@@ -169,14 +172,8 @@ export function mountSync(source: PathLike | null, target: PathLike, fstype: str
  */
 export function umountSync(target: PathLike, flags = 0): void {
   debug('umount (inline) %s flags %d', target, flags)
-  check(func(SYNC_PROTOTYPES.umount2)(cPath('umount2', target, 'target'), flags), 'umount2', { path: target })
+  check(func(BLOCKING_PROTOTYPES.umount2)(cPath('umount2', target, 'target'), flags), 'umount2', { path: target })
 }
-
-// The same prototypes as the worker's (async-call.ts), declared on this thread.
-const SYNC_PROTOTYPES = {
-  mount: 'int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const void *data)',
-  umount2: 'int umount2(const char *target, int flags)',
-} as const
 
 /**
  * fsopen(2): opens a filesystem context for `fsName` (e.g. `'overlay'`) and returns its fd,

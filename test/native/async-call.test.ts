@@ -12,7 +12,9 @@ import { prewarmBlockingCalls, syncfs } from '../../src/native/index.js'
 
 const BUILT = fileURLToPath(new URL('../../dist/native/index.js', import.meta.url))
 const onLinux = process.platform === 'linux'
+const built = existsSync(BUILT)
 if (!onLinux) console.warn('native worker tests skipped: the native module is Linux-only')
+else if (!built) console.warn('native worker keep-alive test skipped: dist/ is not built (run npx tsc -p tsconfig.build.json)')
 
 describe.skipIf(!onLinux)('prewarmBlockingCalls', () => {
   it('starts a worker that the next blocking call uses, and is idempotent', async () => {
@@ -31,7 +33,7 @@ describe.skipIf(!onLinux)('prewarmBlockingCalls', () => {
     }
   })
 
-  it.skipIf(!existsSync(BUILT))('leaves nothing that keeps a process alive', async () => {
+  it.skipIf(!built)('leaves nothing that keeps a process alive', async () => {
     // A process that only prewarms must end on its own, soon (dist/ is the built package).
     const child = spawn(process.execPath, ['--input-type=module', '-e', `import(${JSON.stringify(BUILT)}).then((n) => n.prewarmBlockingCalls())`], {
       stdio: ['ignore', 'ignore', 'pipe'],

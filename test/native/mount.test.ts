@@ -47,12 +47,18 @@ describe.skipIf(!isRoot)('mount and umount', () => {
     mounted.push(target)
   }
 
-  it('bind mounts, remounts read-only (EROFS on write), and unmounts', async () => {
+  /** A source dir holding `file` (`content`) and an empty target dir, in the test's dir. */
+  async function sourceAndTarget(content: string): Promise<{ src: string; target: string }> {
     const src = join(dir, 'src')
     const target = join(dir, 'target')
     await mkdir(src)
     await mkdir(target)
-    await writeFile(join(src, 'file'), 'hello')
+    await writeFile(join(src, 'file'), content)
+    return { src, target }
+  }
+
+  it('bind mounts, remounts read-only (EROFS on write), and unmounts', async () => {
+    const { src, target } = await sourceAndTarget('hello')
     await bind(src, target)
     expect(await readFile(join(target, 'file'), 'utf8')).toBe('hello')
     expect(await isMountPoint(target)).toBe(true)
@@ -71,11 +77,7 @@ describe.skipIf(!isRoot)('mount and umount', () => {
   })
 
   it('mounts and unmounts on the calling thread too, with the same typed errors', async () => {
-    const src = join(dir, 'src')
-    const target = join(dir, 'target')
-    await mkdir(src)
-    await mkdir(target)
-    await writeFile(join(src, 'file'), 'inline')
+    const { src, target } = await sourceAndTarget('inline')
     mountSync(src, target, null, MS_BIND)
     mounted.push(target)
     expect(await readFile(join(target, 'file'), 'utf8')).toBe('inline')
@@ -96,11 +98,7 @@ describe.skipIf(!isRoot)('mount and umount', () => {
   })
 
   it('refuses to unmount a busy mount (EBUSY, conflict) but MNT_DETACH detaches it', async () => {
-    const src = join(dir, 'src')
-    const target = join(dir, 'target')
-    await mkdir(src)
-    await mkdir(target)
-    await writeFile(join(src, 'file'), 'x')
+    const { src, target } = await sourceAndTarget('x')
     await bind(src, target)
     const fd = openSync(join(target, 'file'), 'r')
     try {
