@@ -12,7 +12,6 @@ import { secondsSince } from './stats.js'
 type LayerStore = layer.LayerStore
 type ChainID = layer.ChainID
 
-
 /** The holder of every layer the suite registers: named, so a layer outlives its child process. */
 export const BENCH_HOLDER = 'layerstore-bench'
 
@@ -70,24 +69,13 @@ export interface RWCycle {
  * `createRWLayer` on `parent`, `mount`, `unmount`, `releaseRWLayer` (which removes it), each
  * timed. One untimed cycle first (JIT, a driver's lazily started helpers).
  */
-export async function storeRWCycles(store: LayerStore, parent: ChainID, cycles: number, prefix: string): Promise<RWCycle[]> {
-  const out: RWCycle[] = []
-  for (let i = -1; i < cycles; i++) {
-    let t = process.hrtime.bigint()
-    const rw = await store.createRWLayer(`${prefix}-${i < 0 ? 'warm' : i}`, parent)
-    const create = secondsSince(t)
-    t = process.hrtime.bigint()
-    await rw.mount()
-    const mount = secondsSince(t)
-    t = process.hrtime.bigint()
-    await rw.unmount()
-    const unmount = secondsSince(t)
-    t = process.hrtime.bigint()
-    await store.releaseRWLayer(rw)
-    const remove = secondsSince(t)
-    if (i >= 0) out.push({ create, mount, unmount, remove })
-  }
-  return out
+export function storeRWCycles(store: LayerStore, parent: ChainID, cycles: number, prefix: string): Promise<RWCycle[]> {
+  return timeRWCycles(cycles, prefix, {
+    create: (name) => store.createRWLayer(name, parent),
+    mount: (rw) => rw.mount(),
+    unmount: (rw) => rw.unmount(),
+    remove: (rw) => store.releaseRWLayer(rw),
+  })
 }
 
 /**
@@ -95,21 +83,44 @@ export async function storeRWCycles(store: LayerStore, parent: ChainID, cycles: 
  * parent's cache ID): the floor a store over this driver can reach, the reference of the
  * read-write operations (GNU tar has none). Run it with the store closed.
  */
-export async function driverRWCycles(driver: graphdriver.Driver, parent: string, cycles: number, prefix: string): Promise<RWCycle[]> {
+export function driverRWCycles(driver: graphdriver.Driver, parent: string, cycles: number, prefix: string): Promise<RWCycle[]> {
+  return timeRWCycles(cycles, prefix, {
+    create: async (id) => {
+      await driver.createReadWrite(id, parent)
+      return id
+    },
+    mount: (id) => driver.get(id),
+    unmount: (id) => driver.put(id),
+    remove: (id) => driver.remove(id),
+  })
+}
+
+/** The four steps of one RW layer's life, on the handle `create` returns. */
+interface RWSteps<H> {
+  create(name: string): Promise<H>
+  mount(handle: H): Promise<unknown>
+  unmount(handle: H): Promise<unknown>
+  remove(handle: H): Promise<unknown>
+}
+
+/**
+ * Runs `steps` `cycles` times on names `${prefix}-0`…, after one untimed cycle on
+ * `${prefix}-warm`, timing each step: the store and its driver reference are timed alike.
+ */
+async function timeRWCycles<H>(cycles: number, prefix: string, steps: RWSteps<H>): Promise<RWCycle[]> {
   const out: RWCycle[] = []
   for (let i = -1; i < cycles; i++) {
-    const id = `${prefix}-${i < 0 ? 'warm' : i}`
     let t = process.hrtime.bigint()
-    await driver.createReadWrite(id, parent)
+    const handle = await steps.create(`${prefix}-${i < 0 ? 'warm' : i}`)
     const create = secondsSince(t)
     t = process.hrtime.bigint()
-    await driver.get(id)
+    await steps.mount(handle)
     const mount = secondsSince(t)
     t = process.hrtime.bigint()
-    await driver.put(id)
+    await steps.unmount(handle)
     const unmount = secondsSince(t)
     t = process.hrtime.bigint()
-    await driver.remove(id)
+    await steps.remove(handle)
     const remove = secondsSince(t)
     if (i >= 0) out.push({ create, mount, unmount, remove })
   }

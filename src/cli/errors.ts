@@ -3,19 +3,6 @@
  * `code` and a `kind`, so that main.ts maps it to an exit status like any library error.
  */
 
-/** A flag the CLI accepts for the issue's sake but the library cannot honour yet. */
-export class NotInLibraryError extends Error {
-  override readonly name = 'NotInLibraryError'
-  readonly code = 'ERR_CLI_NOT_SUPPORTED'
-  readonly kind = 'not-supported'
-  constructor(
-    readonly flag: string,
-    detail: string,
-  ) {
-    super(`${flag} is not supported: ${detail}`)
-  }
-}
-
 /** `mount --name NAME CHAINID` where NAME exists on another parent. */
 export class RWLayerParentMismatchError extends Error {
   override readonly name = 'RWLayerParentMismatchError'
