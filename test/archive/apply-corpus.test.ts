@@ -101,8 +101,8 @@ describe.skipIf(!isRoot)('apply: the tar corpus against GNU tar', () => {
         expect((err as { kind?: string }).kind).toBe(refused.kind)
         return
       }
-      const result = await applyTar(fs.createReadStream(tar), ours, { whiteouts: 'naive' })
-      expect(result.members).toBeGreaterThanOrEqual(0)
+      // For a row not compared, applying without an error is the whole check.
+      await applyTar(fs.createReadStream(tar), ours, { whiteouts: 'naive' })
       if (skipWhy) return
       const gnu = path.join(tmp, 'gnu')
       fs.mkdirSync(gnu)

@@ -10,7 +10,7 @@ import { gzipSync } from 'node:zlib'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { MNT_DETACH, mount, umount } from '../../src/native/index.js'
 import type { ChainID, DiffID, LayerStore } from '../../src/layer/index.js'
-import { driverIDs, driverNames, expectNoOrphans, ls, makeTar, openStore, sha256, slices, tempRoot } from './helpers.js'
+import { driverIDs, driverNames, expectNoOrphans, ls, makeTar, openStore, sha256, slices, storeFixture, tempRoot } from './helpers.js'
 
 const isRoot = process.getuid?.() === 0
 if (!isRoot) console.warn('layer bad-input tests skipped: they need root (tmpfs mounts, drivers)')
@@ -35,35 +35,24 @@ function corruptChecksum(tar: Buffer): Buffer {
 }
 
 describe.skipIf(!isRoot).each(driverNames())('register with bad input on %s', (driverName) => {
-  let root: string
-  let removeRoot: () => Promise<void>
-  let store: LayerStore
+  const fx = storeFixture(driverName)
   let base: ChainID
   let baseCacheID: string
 
   beforeEach(async () => {
-    const t = await tempRoot()
-    root = t.dir
-    removeRoot = t.remove
-    store = await openStore(root, driverName)
-    const layer = await store.register(await makeTar([{ name: 'base.txt', content: 'base' }]), null, { holder: 'base' })
+    const layer = await fx.store.register(await makeTar([{ name: 'base.txt', content: 'base' }]), null, { holder: 'base' })
     base = layer.chainID
     baseCacheID = layer.cacheID
   })
 
-  afterEach(async () => {
-    await store.close().catch(() => undefined)
-    await removeRoot()
-  })
-
   const expectRefused = async (input: AsyncIterable<Uint8Array> | Buffer, expected: object, parent: ChainID | null = base, extra = {}): Promise<void> => {
-    const before = await state(root, store)
+    const before = await state(fx.root, fx.store)
     const source = Buffer.isBuffer(input) ? slices(input, 321) : input
-    await expect(store.register(source, parent, extra)).rejects.toMatchObject(expected)
-    expect(await state(root, store)).toEqual(before)
+    await expect(fx.store.register(source, parent, extra)).rejects.toMatchObject(expected)
+    expect(await state(fx.root, fx.store)).toEqual(before)
     // The parent got its reference back: only the holder 'base' holds it.
-    expect((await store.references(base)).holders).toEqual(new Map([['base', 1]]))
-    expect(await driverIDs(root, driverName)).toEqual([baseCacheID])
+    expect((await fx.store.references(base)).holders).toEqual(new Map([['base', 1]]))
+    expect(await driverIDs(fx.root, driverName)).toEqual([baseCacheID])
   }
 
   it('refuses a tar cut inside a member', async () => {
@@ -78,7 +67,7 @@ describe.skipIf(!isRoot).each(driverNames())('register with bad input on %s', (d
   })
 
   it('refuses a path that climbs out of the layer, touching nothing outside', async () => {
-    const victim = join(root, 'victim')
+    const victim = join(fx.root, 'victim')
     await mkdir(victim)
     await expectRefused(await makeTar([{ name: '../../victim/pwned', content: 'x' }]), { kind: 'unsafe-path' })
     await expectRefused(
@@ -134,8 +123,8 @@ describe.skipIf(!isRoot).each(driverNames())('register with bad input on %s', (d
   })
 
   it('leaves no orphan after all that', async () => {
-    await store.close()
-    const report = await expectNoOrphans(root, driverName)
+    await fx.store.close()
+    const report = await expectNoOrphans(fx.root, driverName)
     expect(report?.removedDriverIDs).toEqual([])
   })
 })

@@ -8,44 +8,24 @@
  *
  * Needs `dist/`: `npm test` builds it; in a session run `npx tsc -p tsconfig.build.json`.
  */
-import { spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { existsSync } from 'node:fs'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { describe, expect, it } from 'vitest'
 import { chainIDOf, diffIDFromHex, isEmptyCleanup } from '../../src/layer/index.js'
 import type { ChainID } from '../../src/layer/index.js'
-import { driverIDs, driverNames, makeTar, openStore, readAll, tempRoot } from './helpers.js'
+import { DIST_BUILT, driverIDs, driverNames, makeTar, openStore, readAll, runChild, tempRoot } from './helpers.js'
 
-const CHILD = fileURLToPath(new URL('./child.mjs', import.meta.url))
-const BUILT = existsSync(fileURLToPath(new URL('../../dist/layer/index.js', import.meta.url)))
 const isRoot = process.getuid?.() === 0
 if (!isRoot) console.warn('layer concurrency tests skipped: they need root')
-else if (!BUILT) console.warn('layer concurrency tests skipped: dist/ is not built (run npx tsc -p tsconfig.build.json)')
+else if (!DIST_BUILT) console.warn('layer concurrency tests skipped: dist/ is not built (run npx tsc -p tsconfig.build.json)')
 
 const WORKERS = 4
 const OPS = 25
 
-function runWorker(config: object): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CHILD], {
-      env: { ...process.env, LAYERSTORE_TEST_CHILD: JSON.stringify(config) },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s))
-    child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s))
-    child.on('error', reject)
-    child.on('close', (code) => resolve({ code, stdout, stderr }))
-  })
-}
-
 const digest = (b: Buffer) => diffIDFromHex(createHash('sha256').update(b).digest('hex'))
 
-describe.skipIf(!isRoot || !BUILT).each(driverNames())('concurrent processes on %s', (driverName) => {
+describe.skipIf(!isRoot || !DIST_BUILT).each(driverNames())('concurrent processes on %s', (driverName) => {
   it('neither lose nor double a reference, and leave no half layer', async () => {
     const t = await tempRoot('layerstore-concurrency-')
     try {
@@ -70,7 +50,7 @@ describe.skipIf(!isRoot || !BUILT).each(driverNames())('concurrent processes on 
       await (await openStore(root, driverName)).close()
       const results = await Promise.all(
         Array.from({ length: WORKERS }, (_, i) =>
-          runWorker({ mode: 'worker', root, driver: driverName, holder: `worker-${i}`, chains, ops: OPS, seed: 7919 * (i + 1), releaseAll: i % 2 === 0 }),
+          runChild({ mode: 'worker', root, driver: driverName, holder: `worker-${i}`, chains, ops: OPS, seed: 7919 * (i + 1), releaseAll: i % 2 === 0 }),
         ),
       )
       const expected = new Map<ChainID, Map<string, number>>()

@@ -6,50 +6,24 @@
  *
  * Needs `dist/`: `npm test` builds it; in a session run `npx tsc -p tsconfig.build.json`.
  */
-import { spawn } from 'node:child_process'
-import { existsSync } from 'node:fs'
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { describe, expect, it } from 'vitest'
 import { isEmptyCleanup } from '../../src/layer/index.js'
 import type { ChainID, LayerStore } from '../../src/layer/index.js'
-import { driverIDs, driverNames, ls, makeTar, openStore, readAll, tempRoot } from './helpers.js'
+import { DIST_BUILT, ONE_DRIVER, driverIDs, ls, makeTar, openStore, readAll, runChild, spawnChild, tempRoot } from './helpers.js'
+import type { ChildResult } from './helpers.js'
 
-const CHILD = fileURLToPath(new URL('./child.mjs', import.meta.url))
-const BUILT = existsSync(fileURLToPath(new URL('../../dist/layer/index.js', import.meta.url)))
 const isRoot = process.getuid?.() === 0
-const skip = !isRoot || !BUILT
+const skip = !isRoot || !DIST_BUILT
 if (!isRoot) console.warn('layer crash tests skipped: they need root')
-else if (!BUILT) console.warn('layer crash tests skipped: dist/ is not built (run npx tsc -p tsconfig.build.json)')
+else if (!DIST_BUILT) console.warn('layer crash tests skipped: dist/ is not built (run npx tsc -p tsconfig.build.json)')
 
 /** Kill runs at once (each has its own root). */
 const PARALLEL_KILLS = 3
 
 /** Crash tests run on one driver (overlay when built in): each kill costs a process. */
-const DRIVER = driverNames().includes('overlay') ? 'overlay' : driverNames()[0]!
-
-interface ChildResult {
-  readonly code: number | null
-  readonly signal: NodeJS.Signals | null
-  readonly stdout: string
-  readonly stderr: string
-}
-
-function runChild(config: object): Promise<ChildResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CHILD], {
-      env: { ...process.env, LAYERSTORE_TEST_CHILD: JSON.stringify(config) },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s))
-    child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s))
-    child.on('error', reject)
-    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }))
-  })
-}
+const DRIVER = ONE_DRIVER
 
 /** What a scenario starts from, and how to tell its old state from its new one. */
 interface Scenario {
@@ -263,19 +237,10 @@ describe.skipIf(skip)('a killed process', () => {
       const kept = await makeTar([{ name: 'kept.txt', content: 'held by name' }])
       const store = await openStore(root, DRIVER)
       const named = await store.register(kept, null, { holder: 'named' })
-      const child = spawn(process.execPath, [CHILD], {
-        env: {
-          ...process.env,
-          LAYERSTORE_TEST_CHILD: JSON.stringify({
-            mode: 'scenario',
-            root,
-            driver: DRIVER,
-            hold: true,
-            scenario: { kind: 'register', tar: join(t.dir, 'l.tar'), parent: named.chainID },
-          }),
-        },
-        stdio: ['ignore', 'pipe', 'inherit'],
-      })
+      const child = spawnChild(
+        { mode: 'scenario', root, driver: DRIVER, hold: true, scenario: { kind: 'register', tar: join(t.dir, 'l.tar'), parent: named.chainID } },
+        'inherit',
+      )
       await new Promise<void>((resolve, reject) => {
         child.stdout.setEncoding('utf8').on('data', (s: string) => s.includes('holding') && resolve())
         child.on('close', (code) => reject(new Error(`child ended early (${code})`)))

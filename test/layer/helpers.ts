@@ -1,14 +1,19 @@
 /**
  * Helpers of the layer store tests: tars made in memory (tar-stream, so every byte is known),
- * fresh store roots, the moby test helper `createLayer`, and checks that a store holds no
- * orphans.
+ * fresh store roots, the moby test helper `createLayer`, checks that a store holds no
+ * orphans, and child processes (test/layer/child.mjs).
  */
+import { spawn } from 'node:child_process'
+import type { ChildProcessByStdio } from 'node:child_process'
 import { createHash } from 'node:crypto'
+import { existsSync } from 'node:fs'
 import { mkdtemp, readdir, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Readable } from 'node:stream'
+import { fileURLToPath } from 'node:url'
 import { pack } from 'tar-stream'
+import { afterEach, beforeEach } from 'vitest'
 import { builtinDrivers } from '../../src/drivers/index.js'
 import { DriverRegistry } from '../../src/graphdriver/index.js'
 import { LayerStore, isEmptyCleanup, listDriverIDs } from '../../src/layer/index.js'
@@ -80,6 +85,9 @@ export function driverNames(): string[] {
   return builtinDrivers.map((f) => f.name)
 }
 
+/** The driver of tests that run on one driver only: overlay when built in, else the first. */
+export const ONE_DRIVER = driverNames().includes('overlay') ? 'overlay' : driverNames()[0]!
+
 /** A temporary directory and its removal (unmounting anything a failed test left below it). */
 export async function tempRoot(prefix = 'layerstore-layer-'): Promise<{ dir: string; remove(): Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), prefix))
@@ -95,6 +103,53 @@ export async function tempRoot(prefix = 'layerstore-layer-'): Promise<{ dir: str
 /** Opens a store on `root` with driver `driver` (and any extra options). */
 export function openStore(root: string, driver: string, options: Partial<LayerStoreOptions> = {}): Promise<LayerStore> {
   return LayerStore.open({ root, driver, registry: new DriverRegistry(builtinDrivers), ...options })
+}
+
+/** The store of the running test, on its own temporary root (see `storeFixture`). */
+export interface StoreFixture {
+  /** The running test's root. */
+  readonly root: string
+  /** The running test's store: the one opened before it, or the last `reopen`ed. */
+  readonly store: LayerStore
+  /**
+   * Opens a new store on the root (with `options`) and makes it `store`. The test closes the
+   * previous one first, as it needs (`keepMounts`, work between close and open).
+   */
+  reopen(options?: Partial<LayerStoreOptions>): Promise<LayerStore>
+}
+
+/**
+ * For each test of the calling `describe`: a fresh root with a store open on it (driver
+ * `driver`) before, and after, the store closed and the root removed.
+ */
+export function storeFixture(driver: string): StoreFixture {
+  let root: Awaited<ReturnType<typeof tempRoot>> | undefined
+  let store: LayerStore | undefined
+  beforeEach(async () => {
+    root = await tempRoot()
+    store = await openStore(root.dir, driver)
+  })
+  afterEach(async () => {
+    await store?.close().catch(() => undefined)
+    await root?.remove()
+    store = root = undefined
+  })
+  const running = <T>(value: T | undefined): T => {
+    if (value === undefined) throw new Error('storeFixture: used outside a test')
+    return value
+  }
+  return {
+    get root() {
+      return running(root).dir
+    },
+    get store() {
+      return running(store)
+    },
+    async reopen(options = {}) {
+      store = await openStore(running(root).dir, driver, options)
+      return store
+    },
+  }
 }
 
 /**
@@ -147,4 +202,38 @@ export async function driverIDs(root: string, driverName: string): Promise<strin
   } finally {
     await driver.cleanup()
   }
+}
+
+/** Whether dist/ is built: test/layer/child.mjs runs the built package. */
+export const DIST_BUILT = existsSync(fileURLToPath(new URL('../../dist/layer/index.js', import.meta.url)))
+
+const CHILD = fileURLToPath(new URL('./child.mjs', import.meta.url))
+
+/** test/layer/child.mjs started on `config`; its stderr piped or shown. */
+export function spawnChild(config: object, stderr: 'pipe' | 'inherit' = 'pipe'): ChildProcessByStdio<null, Readable, Readable | null> {
+  return spawn(process.execPath, [CHILD], {
+    env: { ...process.env, LAYERSTORE_TEST_CHILD: JSON.stringify(config) },
+    stdio: ['ignore', 'pipe', stderr],
+  }) as ChildProcessByStdio<null, Readable, Readable | null>
+}
+
+/** How a child process ended, and what it wrote. */
+export interface ChildResult {
+  readonly code: number | null
+  readonly signal: NodeJS.Signals | null
+  readonly stdout: string
+  readonly stderr: string
+}
+
+/** Runs test/layer/child.mjs on `config` to its end. */
+export function runChild(config: object): Promise<ChildResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawnChild(config)
+    let stdout = ''
+    let stderr = ''
+    child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s))
+    child.stderr!.setEncoding('utf8').on('data', (s: string) => (stderr += s))
+    child.on('error', reject)
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }))
+  })
 }

@@ -12,31 +12,17 @@ import { EMPTY_LAYER_DIFF_ID, LayerStore as Store, READ_ONLY_HOLDER, chainIDOf }
 import { readMountInfo } from '../../src/native/index.js'
 import { diffTrees, snapshotTree } from '../helpers/tree.js'
 import type { ChainID, DiffID, Layer, LayerStore, RegisteredLayer } from '../../src/layer/index.js'
-import { createLayer, driverNames, expectNoOrphans, makeTar, openStore, readAll, sha256, slices, tempRoot } from './helpers.js'
+import { ONE_DRIVER, createLayer, driverNames, expectNoOrphans, makeTar, openStore, readAll, sha256, slices, storeFixture, tempRoot } from './helpers.js'
 
 const isRoot = process.getuid?.() === 0
 if (!isRoot) console.warn('layer store tests skipped: they need root (drivers mount, files get owners)')
 
 describe.skipIf(!isRoot).each(driverNames())('LayerStore on %s', (driverName) => {
-  let root: string
-  let removeRoot: () => Promise<void>
-  let store: LayerStore
-
-  beforeEach(async () => {
-    const t = await tempRoot()
-    root = t.dir
-    removeRoot = t.remove
-    store = await openStore(root, driverName)
-  })
-
-  afterEach(async () => {
-    await store.close().catch(() => undefined)
-    await removeRoot()
-  })
+  const fx = storeFixture(driverName)
 
   const register = async (files: Parameters<typeof makeTar>[0], parent: Layer | null = null): Promise<{ layer: RegisteredLayer; tar: Buffer }> => {
     const tar = await makeTar(files)
-    return { layer: await store.register(slices(tar, 321), parent?.chainID ?? null), tar }
+    return { layer: await fx.store.register(slices(tar, 321), parent?.chainID ?? null), tar }
   }
 
   it('registers a layer in one pass and streams back the exact bytes (TestTarStreamStability)', async () => {
@@ -50,7 +36,7 @@ describe.skipIf(!isRoot).each(driverNames())('LayerStore on %s', (driverName) =>
     expect(l1.depth).toBe(1)
     // An extra file written into the layer's own files (through the driver, as moby's test
     // does) is invisible in its stream.
-    const driver = await new DriverRegistry(builtinDrivers).create(driverName, { home: join(root, driverName) })
+    const driver = await new DriverRegistry(builtinDrivers).create(driverName, { home: join(fx.root, driverName) })
     const dir = await driver.get(l1.cacheID, { writable: true })
     await writeFile(join(dir, 'etc', 'shadow'), 'root:x:0', { mode: 0o600 })
     await driver.put(l1.cacheID)
@@ -66,12 +52,12 @@ describe.skipIf(!isRoot).each(driverNames())('LayerStore on %s', (driverName) =>
     expect(l2.diffID).toBe(sha256(tar2))
     expect(l2.chainID).toBe(chainIDOf(l1.chainID, l2.diffID))
     expect(l2.parent?.chainID).toBe(l1.chainID)
-    await store.release(l1)
+    await fx.store.release(l1)
     expect(await readAll(await l2.tarStream())).toEqual(tar2)
-    const again = await store.get(l1.chainID)
-    expect(await store.release(l2)).toEqual([{ chainID: l2.chainID, diffID: l2.diffID, size: l2.size, diffSize: l2.diffSize }])
+    const again = await fx.store.get(l1.chainID)
+    expect(await fx.store.release(l2)).toEqual([{ chainID: l2.chainID, diffID: l2.diffID, size: l2.size, diffSize: l2.diffSize }])
     expect(await readAll(await again.tarStream())).toEqual(tar1)
-    await store.release(again)
+    await fx.store.release(again)
   })
 
   it('references an existing layer instead of storing it twice (TestRegisterExistingLayer)', async () => {
@@ -81,59 +67,59 @@ describe.skipIf(!isRoot).each(driverNames())('LayerStore on %s', (driverName) =>
     expect(second.chainID).toBe(first.chainID)
     expect(second).not.toBe(first)
     expect([first.existed, second.existed]).toEqual([false, true])
-    expect((await store.references(first.chainID)).holders.get(store.sessionHolder)).toBe(2)
+    expect((await fx.store.references(first.chainID)).holders.get(fx.store.sessionHolder)).toBe(2)
     // A caller that knows the diff ID is answered without its input being read.
     let read = false
     const untouched = (async function* () {
       read = true
       yield Buffer.alloc(0)
     })()
-    const third = await store.register(untouched, null, { diffID: first.diffID, holder: 'image-a' })
+    const third = await fx.store.register(untouched, null, { diffID: first.diffID, holder: 'image-a' })
     expect(read).toBe(false)
     expect(third.chainID).toBe(first.chainID)
     expect(third.existed).toBe(true)
-    expect(await store.release(first)).toEqual([])
-    expect(await store.release(second)).toEqual([])
-    expect((await store.release(third)).map((m) => m.chainID)).toEqual([first.chainID])
-    expect(await store.has(first.chainID)).toBe(false)
+    expect(await fx.store.release(first)).toEqual([])
+    expect(await fx.store.release(second)).toEqual([])
+    expect((await fx.store.release(third)).map((m) => m.chainID)).toEqual([first.chainID])
+    expect(await fx.store.has(first.chainID)).toBe(false)
   })
 
   it('deletes a chain only when nothing holds it, child first (TestLayerRelease)', async () => {
     const { layer: l1 } = await register([{ name: 'layer1.txt', content: 'layer 1 file' }])
     const { layer: l2 } = await register([{ name: 'layer2.txt', content: 'layer 2 file' }], l1)
-    await store.release(l1)
+    await fx.store.release(l1)
     const { layer: l3a } = await register([{ name: 'layer3.txt', content: 'layer 3a file' }], l2)
     const { layer: l3b } = await register([{ name: 'layer3.txt', content: 'layer 3b file' }], l2)
-    await store.release(l2)
-    expect((await store.map()).size).toBe(4)
-    expect((await store.release(l3b)).map((m) => m.chainID)).toEqual([l3b.chainID])
-    expect((await store.map()).size).toBe(3)
-    const deleted = await store.release(l3a)
+    await fx.store.release(l2)
+    expect((await fx.store.map()).size).toBe(4)
+    expect((await fx.store.release(l3b)).map((m) => m.chainID)).toEqual([l3b.chainID])
+    expect((await fx.store.map()).size).toBe(3)
+    const deleted = await fx.store.release(l3a)
     expect(deleted).toEqual([l3a, l2, l1].map((l) => ({ chainID: l.chainID, diffID: l.diffID, size: l.size, diffSize: l.diffSize })))
-    expect((await store.map()).size).toBe(0)
+    expect((await fx.store.map()).size).toBe(0)
   })
 
   it('refuses a second release of the same handle', async () => {
     const { layer } = await register([{ name: 'x', content: 'x' }])
-    const again = await store.get(layer.chainID)
-    await store.release(layer)
-    await expect(store.release(layer)).rejects.toMatchObject({ code: 'ERR_LAYER_NOT_RETAINED' })
+    const again = await fx.store.get(layer.chainID)
+    await fx.store.release(layer)
+    await expect(fx.store.release(layer)).rejects.toMatchObject({ code: 'ERR_LAYER_NOT_RETAINED' })
     await expect(layer.tarStream()).rejects.toMatchObject({ code: 'ERR_LAYER_NOT_RETAINED' })
-    await store.release(again)
+    await fx.store.release(again)
   })
 
   it('restores layers, RW layers and mounts in a second store (TestStoreRestore)', async () => {
     const { layer: l1 } = await register([{ name: 'layer1.txt', content: 'layer 1 file' }])
     const { layer: l2 } = await register([{ name: 'layer2.txt', content: 'layer 2 file' }], l1)
     const { layer: l3 } = await register([{ name: 'layer3.txt', content: 'layer 3 file' }], l2)
-    await store.release(l1)
-    await store.release(l2)
-    const m = await store.createRWLayer('some-mount_name', l3.chainID)
+    await fx.store.release(l1)
+    await fx.store.release(l2)
+    const m = await fx.store.createRWLayer('some-mount_name', l3.chainID)
     const path = await m.mount()
     await writeFile(join(path, 'testfile.txt'), 'nothing here')
     await m.unmount()
 
-    const other = await openStore(root, driverName)
+    const other = await openStore(fx.root, driverName)
     try {
       const l3b = await other.get(l3.chainID)
       expect([l3b.chainID, l3b.diffID, l3b.size, l3b.cacheID]).toEqual([l3.chainID, l3.diffID, l3.size, l3.cacheID])
@@ -153,51 +139,51 @@ describe.skipIf(!isRoot).each(driverNames())('LayerStore on %s', (driverName) =>
     } finally {
       await other.close()
     }
-    const result = await store.releaseRWLayer(m)
+    const result = await fx.store.releaseRWLayer(m)
     expect(result.removed).toBe(true)
     expect(result.deleted).toEqual([])
-    expect((await store.release(l3)).map((x) => x.chainID)).toEqual([l3.chainID, l2.chainID, l1.chainID])
+    expect((await fx.store.release(l3)).map((x) => x.chainID)).toEqual([l3.chainID, l2.chainID, l1.chainID])
   })
 
   it('fails a stream whose bytes do not hash to the diff ID (TestTarStreamVerification)', async () => {
     const { layer: l1 } = await register([{ name: 'foo', content: 'abcde', mode: 0o644 }])
     const { layer: l2 } = await register([{ name: 'foo', content: 'abcde', mode: 0o600 }])
-    const dir = (c: ChainID): string => join(root, 'image', driverName, 'layerdb', 'sha256', c.slice(7))
+    const dir = (c: ChainID): string => join(fx.root, 'image', driverName, 'layerdb', 'sha256', c.slice(7))
     await copyFile(join(dir(l1.chainID), 'tar-split.json.gz'), join(dir(l2.chainID), 'tar-split.json.gz'))
     await expect(readAll(await l2.tarStream())).rejects.toMatchObject({ code: 'ERR_LAYER_DIGEST_MISMATCH', kind: 'bad-input' })
   })
 
   it('mounts a RW layer on a layer and registers its changes (TestMountAndRegister, commit)', async () => {
-    const l = await createLayer(store, null, async (dir) => {
+    const l = await createLayer(fx.store, null, async (dir) => {
       await writeFile(join(dir, 'testfile.txt'), 'some test data', { mode: 0o644 })
     })
-    const rw = await store.createRWLayer('new-test-mount', l.chainID)
+    const rw = await fx.store.createRWLayer('new-test-mount', l.chainID)
     const path = await rw.mount()
     expect(await readFile(join(path, 'testfile.txt'), 'utf8')).toBe('some test data')
-    await expect(store.releaseRWLayer(rw)).rejects.toMatchObject({ code: 'ERR_RW_LAYER_MOUNTED' })
+    await expect(fx.store.releaseRWLayer(rw)).rejects.toMatchObject({ code: 'ERR_RW_LAYER_MOUNTED' })
     await writeFile(join(path, 'more.txt'), 'more')
     await rw.unmount()
     await expect(rw.unmount()).rejects.toMatchObject({ code: 'ERR_RW_LAYER_NOT_MOUNTED' })
-    const committed = await store.commit(rw, { holder: 'committed' })
+    const committed = await fx.store.commit(rw, { holder: 'committed' })
     expect(committed.parent?.chainID).toBe(l.chainID)
-    const r = await store.releaseRWLayer(rw)
+    const r = await fx.store.releaseRWLayer(rw)
     expect(r.removed).toBe(true)
-    await store.release(l)
-    const check = await store.createRWLayer('check', committed.chainID)
+    await fx.store.release(l)
+    const check = await fx.store.createRWLayer('check', committed.chainID)
     const p = await check.mount()
     expect(await readFile(join(p, 'more.txt'), 'utf8')).toBe('more')
     expect(await readFile(join(p, 'testfile.txt'), 'utf8')).toBe('some test data')
     await check.unmount()
-    await store.releaseRWLayer(check)
-    expect((await store.releaseHolder(committed.chainID, 'committed')).length).toBe(2)
+    await fx.store.releaseRWLayer(check)
+    expect((await fx.store.releaseHolder(committed.chainID, 'committed')).length).toBe(2)
   })
 
   it('puts the init layer between the parent and the RW layer (TestMountInit, TestMountSize)', async () => {
-    const base = await createLayer(store, null, async (dir) => {
+    const base = await createLayer(fx.store, null, async (dir) => {
       await writeFile(join(dir, 'testfile.txt'), 'base data!', { mode: 0o644 })
       await writeFile(join(dir, 'file1'), 'File1 contents')
     })
-    const rw = await store.createRWLayer('fun-mount', base.chainID, {
+    const rw = await fx.store.createRWLayer('fun-mount', base.chainID, {
       initFunc: async (dir) => {
         await writeFile(join(dir, 'testfile.txt'), 'init data!')
         await chmod(join(dir, 'testfile.txt'), 0o777)
@@ -211,15 +197,15 @@ describe.skipIf(!isRoot).each(driverNames())('LayerStore on %s', (driverName) =>
     expect(await rw.size()).toBe('Mutable contents'.length)
     await rw.unmount()
     expect(rw.initID).toBe(`${rw.mountID}-init`)
-    await store.releaseRWLayer(rw)
-    await store.release(base)
+    await fx.store.releaseRWLayer(rw)
+    await fx.store.release(base)
   })
 
   it('reports the RW layer changes against the init layer (TestMountChanges)', async () => {
-    const base = await createLayer(store, null, async (dir) => {
+    const base = await createLayer(fx.store, null, async (dir) => {
       for (const n of [1, 2, 3]) await writeFile(join(dir, `testfile${n}.txt`), `base data ${n}`, { mode: 0o644 })
     })
-    const rw = await store.createRWLayer('mount-changes', base.chainID, {
+    const rw = await fx.store.createRWLayer('mount-changes', base.chainID, {
       initFunc: async (dir) => {
         await writeFile(join(dir, 'testfile1.txt'), 'init data!')
         await chmod(join(dir, 'testfile1.txt'), 0o777)
@@ -239,21 +225,21 @@ describe.skipIf(!isRoot).each(driverNames())('LayerStore on %s', (driverName) =>
       ['/testfile4.txt', 'added'],
     ])
     await rw.unmount()
-    await store.releaseRWLayer(rw)
-    await store.release(base)
+    await fx.store.releaseRWLayer(rw)
+    await fx.store.release(base)
   })
 
   it('applies another layer into a RW layer (TestMountApply)', async () => {
-    const base = await createLayer(store, null, async (dir) => writeFile(join(dir, 'testfile.txt'), 'some data'))
-    const other = await createLayer(store, null, async (dir) => writeFile(join(dir, 'newfile.txt'), 'new data!', { mode: 0o755 }))
-    const rw = await store.createRWLayer('apply', base.chainID)
+    const base = await createLayer(fx.store, null, async (dir) => writeFile(join(dir, 'testfile.txt'), 'some data'))
+    const other = await createLayer(fx.store, null, async (dir) => writeFile(join(dir, 'newfile.txt'), 'new data!', { mode: 0o755 }))
+    const rw = await fx.store.createRWLayer('apply', base.chainID)
     await rw.applyDiff(await other.tarStream())
     const path = await rw.mount()
     expect(await readFile(join(path, 'newfile.txt'), 'utf8')).toBe('new data!')
     await rw.unmount()
-    await store.releaseRWLayer(rw)
-    await store.release(base)
-    await store.release(other)
+    await fx.store.releaseRWLayer(rw)
+    await fx.store.release(base)
+    await fx.store.release(other)
   })
 
   it('sizes a layer and its chain (TestLayerSize)', async () => {
@@ -267,7 +253,7 @@ describe.skipIf(!isRoot).each(driverNames())('LayerStore on %s', (driverName) =>
 
   it('stores the empty tar as an ordinary layer with moby\'s empty digest (TestEmptyLayer)', async () => {
     const empty = Buffer.alloc(1024)
-    const layer = await store.register(slices(empty, 1))
+    const layer = await fx.store.register(slices(empty, 1))
     expect(layer.diffID).toBe(EMPTY_LAYER_DIFF_ID)
     expect(layer.size).toBe(0)
     expect(sha256(await readAll(await layer.tarStream()))).toBe(EMPTY_LAYER_DIFF_ID)
@@ -277,10 +263,10 @@ describe.skipIf(!isRoot).each(driverNames())('LayerStore on %s', (driverName) =>
     const { gzipSync } = await import('node:zlib')
     const { execFileSync } = await import('node:child_process')
     const tar = await makeTar([{ name: 'z.txt', content: 'compressed '.repeat(1000) }])
-    const gz = await store.register(slices(gzipSync(tar), 100))
+    const gz = await fx.store.register(slices(gzipSync(tar), 100))
     expect(gz.diffID).toBe(sha256(tar))
     const zst = execFileSync('zstd', ['-q', '-c'], { input: tar })
-    const z = await store.register(slices(zst, 7), null, { holder: 'zstd' })
+    const z = await fx.store.register(slices(zst, 7), null, { holder: 'zstd' })
     expect(z.chainID).toBe(gz.chainID)
     expect(await readAll(await z.tarStream())).toEqual(tar)
   })
@@ -288,70 +274,70 @@ describe.skipIf(!isRoot).each(driverNames())('LayerStore on %s', (driverName) =>
   // The whole 125-layer chain costs ~125 registers (≈10 s, all fsyncs): built once, on the
   // driver where the limit matters most (overlay: 125 lowers + init + RW must mount); the
   // others check the same logic with a small limit (the `maxDepth` option).
-  const fullDepth = driverName === (driverNames().includes('overlay') ? 'overlay' : driverNames()[0])
+  const fullDepth = driverName === ONE_DRIVER
   it(`refuses a parent at the depth limit (${fullDepth ? 125 : 4}), and changes nothing`, async () => {
     if (!fullDepth) {
-      await store.close()
-      store = await openStore(root, driverName, { maxDepth: 4 })
+      await fx.store.close()
+      await fx.reopen({ maxDepth: 4 })
     }
     let parent: Layer | null = null
-    for (let i = 0; i < store.maxDepth; i++) {
+    for (let i = 0; i < fx.store.maxDepth; i++) {
       const { layer } = await register([{ name: `f${i}`, content: String(i) }], parent)
-      if (parent) await store.release(parent)
+      if (parent) await fx.store.release(parent)
       parent = layer
     }
     const top = parent!
     expect(top.depth).toBe(fullDepth ? 125 : 4)
-    const before = (await store.map()).size
+    const before = (await fx.store.map()).size
     await expect(register([{ name: 'deep', content: 'x' }], top)).rejects.toMatchObject({
       code: 'ERR_MAX_DEPTH_EXCEEDED',
       kind: 'invalid-argument',
       depth: top.depth,
     })
-    expect((await store.map()).size).toBe(before)
-    expect((await store.references(top.chainID)).holders).toEqual(new Map([[store.sessionHolder, 1]]))
+    expect((await fx.store.map()).size).toBe(before)
+    expect((await fx.store.references(top.chainID)).holders).toEqual(new Map([[fx.store.sessionHolder, 1]]))
     // A container still fits on top: init layer + RW layer over the whole chain.
-    const rw = await store.createRWLayer('deepest', top.chainID, { initFunc: async (dir) => writeFile(join(dir, 'init'), 'i') })
+    const rw = await fx.store.createRWLayer('deepest', top.chainID, { initFunc: async (dir) => writeFile(join(dir, 'init'), 'i') })
     const path = await rw.mount()
     expect(await readFile(join(path, 'f0'), 'utf8')).toBe('0')
-    expect(await readFile(join(path, `f${store.maxDepth - 1}`), 'utf8')).toBe(String(store.maxDepth - 1))
+    expect(await readFile(join(path, `f${fx.store.maxDepth - 1}`), 'utf8')).toBe(String(fx.store.maxDepth - 1))
     await rw.unmount()
-    await store.releaseRWLayer(rw)
-    const deleted = await store.release(top)
-    expect(deleted.length).toBe(store.maxDepth)
+    await fx.store.releaseRWLayer(rw)
+    const deleted = await fx.store.release(top)
+    expect(deleted.length).toBe(fx.store.maxDepth)
   }, 120_000)
 
   it('keeps named references across processes until released by name', async () => {
     const tar = await makeTar([{ name: 'img', content: 'image layer' }])
-    const layer = await store.register(slices(tar, 65536), null, { holder: 'docker.io/library/x:1' })
-    await store.close()
-    store = await openStore(root, driverName)
-    expect(await store.has(layer.chainID)).toBe(true)
-    await expect(store.releaseHolder(layer.chainID, 'someone-else')).rejects.toMatchObject({ code: 'ERR_LAYER_NOT_RETAINED' })
-    expect((await store.releaseHolder(layer.chainID, 'docker.io/library/x:1')).map((m) => m.chainID)).toEqual([layer.chainID])
-    expect(await store.has(layer.chainID)).toBe(false)
+    const layer = await fx.store.register(slices(tar, 65536), null, { holder: 'docker.io/library/x:1' })
+    await fx.store.close()
+    await fx.reopen()
+    expect(await fx.store.has(layer.chainID)).toBe(true)
+    await expect(fx.store.releaseHolder(layer.chainID, 'someone-else')).rejects.toMatchObject({ code: 'ERR_LAYER_NOT_RETAINED' })
+    expect((await fx.store.releaseHolder(layer.chainID, 'docker.io/library/x:1')).map((m) => m.chainID)).toEqual([layer.chainID])
+    expect(await fx.store.has(layer.chainID)).toBe(false)
   })
 
   it('fails at once with a typed error when told not to wait for a busy store', async () => {
-    await store.close()
-    store = await openStore(root, driverName, { waitForLock: false })
-    const other = StoreLock.forRoot(root)
+    await fx.store.close()
+    await fx.reopen({ waitForLock: false })
+    const other = StoreLock.forRoot(fx.root)
     const held = await other.exclusive()
     try {
-      await expect(store.register(await makeTar([{ name: 'a', content: 'a' }]))).rejects.toMatchObject({ code: 'ERR_STORE_LOCKED', kind: 'locked' })
-      await expect(store.has(EMPTY_LAYER_DIFF_ID as string as ChainID)).rejects.toMatchObject({ code: 'ERR_STORE_LOCKED' })
+      await expect(fx.store.register(await makeTar([{ name: 'a', content: 'a' }]))).rejects.toMatchObject({ code: 'ERR_STORE_LOCKED', kind: 'locked' })
+      await expect(fx.store.has(EMPTY_LAYER_DIFF_ID as string as ChainID)).rejects.toMatchObject({ code: 'ERR_STORE_LOCKED' })
     } finally {
       await held.release()
     }
-    expect(await store.has(EMPTY_LAYER_DIFF_ID as string as ChainID)).toBe(false)
+    expect(await fx.store.has(EMPTY_LAYER_DIFF_ID as string as ChainID)).toBe(false)
   })
 
   it('releases the session references at close, and leaves no orphan', async () => {
     const { layer } = await register([{ name: 'a', content: 'a' }])
-    await store.close()
-    await expectNoOrphans(root, driverName)
-    store = await openStore(root, driverName)
-    expect(await store.has(layer.chainID)).toBe(false)
+    await fx.store.close()
+    await expectNoOrphans(fx.root, driverName)
+    await fx.reopen()
+    expect(await fx.store.has(layer.chainID)).toBe(false)
   })
 })
 

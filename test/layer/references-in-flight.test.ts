@@ -8,7 +8,7 @@ import { readdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { PassThrough } from 'node:stream'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import type { LayerStore } from '../../src/layer/index.js'
+import type { LayerStore, RegisteredLayer } from '../../src/layer/index.js'
 import { expectNoOrphans, makeTar, openStore, tempRoot } from './helpers.js'
 
 const isRoot = process.getuid?.() === 0
@@ -52,13 +52,22 @@ describe.skipIf(!isRoot)('a register in flight', () => {
     throw new Error('no write set with a parent appeared')
   }
 
-  it('holds its parent against a release by another store, and hands the hold to its record', async () => {
-    const writer = await open()
-    const other = await open()
+  /**
+   * A base held by name, and a register of a child on it through `writer`, in flight (its
+   * write set holds the base) until `input` ends.
+   */
+  const registerInFlight = async (writer: LayerStore): Promise<{ base: RegisteredLayer; input: PassThrough; child: Promise<RegisteredLayer> }> => {
     const base = await writer.register(await makeTar([{ name: 'base.txt', content: 'base' }]), null, { holder: 'base' })
     const input = new PassThrough()
     const child = writer.register(input, base.chainID, { holder: 'child' })
     await writeSetHoldingParent()
+    return { base, input, child }
+  }
+
+  it('holds its parent against a release by another store, and hands the hold to its record', async () => {
+    const writer = await open()
+    const other = await open()
+    const { base, input, child } = await registerInFlight(writer)
     // The parent's last named holder goes while the child is being registered.
     expect(await other.releaseHolder(base.chainID, 'base')).toEqual([])
     expect(await other.has(base.chainID)).toBe(true)
@@ -79,10 +88,7 @@ describe.skipIf(!isRoot)('a register in flight', () => {
   it('deletes the parent it leaves unheld when it fails', async () => {
     const writer = await open()
     const other = await open()
-    const base = await writer.register(await makeTar([{ name: 'base.txt', content: 'base' }]), null, { holder: 'base' })
-    const input = new PassThrough()
-    const child = writer.register(input, base.chainID, { holder: 'child' })
-    await writeSetHoldingParent()
+    const { base, input, child } = await registerInFlight(writer)
     await other.releaseHolder(base.chainID, 'base')
     // The caller's own stream: its error event is the caller's to handle.
     input.on('error', () => undefined)
@@ -96,10 +102,7 @@ describe.skipIf(!isRoot)('a register in flight', () => {
 
   it('keeps a parent that is still held when it fails', async () => {
     const writer = await open()
-    const base = await writer.register(await makeTar([{ name: 'base.txt', content: 'base' }]), null, { holder: 'base' })
-    const input = new PassThrough()
-    const child = writer.register(input, base.chainID, { holder: 'child' })
-    await writeSetHoldingParent()
+    const { base, input, child } = await registerInFlight(writer)
     // The caller's own stream: its error event is the caller's to handle.
     input.on('error', () => undefined)
     input.destroy(new Error('the source broke'))

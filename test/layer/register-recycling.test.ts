@@ -9,31 +9,21 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { readFileChunks } from '../../src/io/index.js'
-import type { LayerStore } from '../../src/layer/index.js'
 import { makeMixedTars, type MixedTars } from '../io/mixed-tars.js'
-import { driverNames, openStore, readAll, sha256, tempRoot } from './helpers.js'
+import { ONE_DRIVER, readAll, sha256, storeFixture } from './helpers.js'
 
 const isRoot = process.getuid?.() === 0
 if (!isRoot) console.warn('register-recycling tests skipped: they need root')
-const DRIVER = driverNames().includes('overlay') ? 'overlay' : driverNames()[0]!
 
-describe.skipIf(!isRoot)(`register over a poisoning, recycling source (on ${DRIVER})`, () => {
-  let root: string
-  let removeRoot: () => Promise<void>
-  let store: LayerStore
+describe.skipIf(!isRoot)(`register over a poisoning, recycling source (on ${ONE_DRIVER})`, () => {
+  const fx = storeFixture(ONE_DRIVER)
   let tars: MixedTars
 
-  beforeEach(async () => {
-    const t = await tempRoot()
-    root = t.dir
-    removeRoot = t.remove
-    store = await openStore(root, DRIVER)
+  beforeEach(() => {
     tars = makeMixedTars()
   })
 
-  afterEach(async () => {
-    await store.close().catch(() => undefined)
-    await removeRoot()
+  afterEach(() => {
     tars.remove()
   })
 
@@ -41,7 +31,7 @@ describe.skipIf(!isRoot)(`register over a poisoning, recycling source (on ${DRIV
     it(`${format} tar: diffID and tar stream exact; the input recycled`, async () => {
       const tar = fs.readFileSync(tars[format])
       const src = readFileChunks(tars[format], { chunkSize: 4099, buffers: 2, poison: true })
-      const layer = await store.register(src)
+      const layer = await fx.store.register(src)
       expect(layer.diffID).toBe(sha256(tar))
       expect((await readAll(await layer.tarStream())).equals(tar)).toBe(true)
       expect(src.buffersAllocated, 'the register recycles the input').toBeLessThanOrEqual(3)
@@ -52,7 +42,7 @@ describe.skipIf(!isRoot)(`register over a poisoning, recycling source (on ${DRIV
     const gz = path.join(path.dirname(tars.pax), 'pax.tar.gz')
     execFileSync('sh', ['-c', `gzip -c < '${tars.pax}' > '${gz}'`])
     const src = readFileChunks(gz, { chunkSize: 4099, buffers: 2, poison: true })
-    const layer = await store.register(src)
+    const layer = await fx.store.register(src)
     const tar = fs.readFileSync(tars.pax)
     expect(layer.diffID).toBe(sha256(tar))
     expect((await readAll(await layer.tarStream())).equals(tar)).toBe(true)

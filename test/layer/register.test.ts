@@ -3,14 +3,13 @@
  * bytes after the archive end are digested and kept, progress is reported, and memory stays
  * flat however large the layer is. Runs on one driver: the pass does not depend on it.
  */
-import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { pack } from 'tar-stream'
-import type { LayerStore, StreamProgress } from '../../src/layer/index.js'
-import { driverNames, makeTar, openStore, readAll, sha256, slices, tempRoot } from './helpers.js'
+import type { StreamProgress } from '../../src/layer/index.js'
+import { ONE_DRIVER, makeTar, readAll, sha256, slices, storeFixture } from './helpers.js'
 
 const isRoot = process.getuid?.() === 0
 if (!isRoot) console.warn('register streaming tests skipped: they need root')
-const DRIVER = driverNames().includes('overlay') ? 'overlay' : driverNames()[0]!
 
 const MiB = 1 << 20
 
@@ -29,26 +28,12 @@ function bigTar(size: number): AsyncIterable<Buffer> {
   return p as unknown as AsyncIterable<Buffer>
 }
 
-describe.skipIf(!isRoot)(`register's streaming pass (on ${DRIVER})`, () => {
-  let root: string
-  let removeRoot: () => Promise<void>
-  let store: LayerStore
-
-  beforeEach(async () => {
-    const t = await tempRoot()
-    root = t.dir
-    removeRoot = t.remove
-    store = await openStore(root, DRIVER)
-  })
-
-  afterEach(async () => {
-    await store.close().catch(() => undefined)
-    await removeRoot()
-  })
+describe.skipIf(!isRoot)(`register's streaming pass (on ${ONE_DRIVER})`, () => {
+  const fx = storeFixture(ONE_DRIVER)
 
   it('keeps bytes after the archive end in the digest and in the tar stream', async () => {
     const tar = Buffer.concat([await makeTar([{ name: 'a.txt', content: 'a' }]), Buffer.alloc(3000), Buffer.from('trailing junk')])
-    const layer = await store.register(slices(tar, 333))
+    const layer = await fx.store.register(slices(tar, 333))
     expect(layer.diffID).toBe(sha256(tar))
     expect(await readAll(await layer.tarStream())).toEqual(tar)
   })
@@ -61,7 +46,7 @@ describe.skipIf(!isRoot)(`register's streaming pass (on ${DRIVER})`, () => {
     const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss - base)), 20)
     let layer
     try {
-      layer = await store.register(bigTar(size), null, { onProgress: (p) => seen.push(p) })
+      layer = await fx.store.register(bigTar(size), null, { onProgress: (p) => seen.push(p) })
     } finally {
       clearInterval(sampler)
     }

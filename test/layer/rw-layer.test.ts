@@ -5,42 +5,27 @@
  */
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { isMountPoint } from '../../src/native/index.js'
-import type { LayerStore } from '../../src/layer/index.js'
-import { driverNames, expectNoOrphans, makeTar, openStore, tempRoot } from './helpers.js'
+import { driverNames, expectNoOrphans, makeTar, openStore, storeFixture } from './helpers.js'
 
 const isRoot = process.getuid?.() === 0
 if (!isRoot) console.warn('RW layer tests skipped: they need root (drivers mount)')
 
 describe.skipIf(!isRoot).each(driverNames())('RW layers on %s', (driverName) => {
-  let root: string
-  let removeRoot: () => Promise<void>
-  let store: LayerStore
-
-  beforeEach(async () => {
-    const t = await tempRoot()
-    root = t.dir
-    removeRoot = t.remove
-    store = await openStore(root, driverName)
-  })
-
-  afterEach(async () => {
-    await store.close().catch(() => undefined)
-    await removeRoot()
-  })
+  const fx = storeFixture(driverName)
 
   it('keeps a mount for another instance to unmount, counted across instances', async () => {
-    const base = await store.register(await makeTar([{ name: 'base.txt', content: 'base' }]), null, { holder: 'img' })
-    const rw = await store.createRWLayer('ctr', base.chainID)
+    const base = await fx.store.register(await makeTar([{ name: 'base.txt', content: 'base' }]), null, { holder: 'img' })
+    const rw = await fx.store.createRWLayer('ctr', base.chainID)
     const path = await rw.mount()
     await writeFile(join(path, 'written.txt'), 'from the first instance')
     const mountedByDriver = await isMountPoint(path)
-    await store.close({ keepMounts: true })
+    await fx.store.close({ keepMounts: true })
 
-    store = await openStore(root, driverName)
-    const again = await store.getRWLayer('ctr')
-    await expect(store.releaseRWLayer(again)).rejects.toMatchObject({ code: 'ERR_RW_LAYER_MOUNTED', kind: 'conflict', mounts: 1 })
+    await fx.reopen()
+    const again = await fx.store.getRWLayer('ctr')
+    await expect(fx.store.releaseRWLayer(again)).rejects.toMatchObject({ code: 'ERR_RW_LAYER_MOUNTED', kind: 'conflict', mounts: 1 })
     expect(again.retained).toBe(true)
     // A second mount here shares the view; two unmounts are then owed, from anyone.
     const path2 = await again.mount()
@@ -50,14 +35,14 @@ describe.skipIf(!isRoot).each(driverNames())('RW layers on %s', (driverName) => 
     await again.unmount()
     expect(await isMountPoint(path)).toBe(false)
     await expect(again.unmount()).rejects.toMatchObject({ code: 'ERR_RW_LAYER_NOT_MOUNTED' })
-    expect(await store.releaseRWLayer(again)).toEqual({ removed: true, remainingHandles: 0, deleted: [] })
-    expect(await store.listRWLayers()).toEqual([])
-    expect((await store.releaseHolder(base.chainID, 'img')).length).toBe(1)
+    expect(await fx.store.releaseRWLayer(again)).toEqual({ removed: true, remainingHandles: 0, deleted: [] })
+    expect(await fx.store.listRWLayers()).toEqual([])
+    expect((await fx.store.releaseHolder(base.chainID, 'img')).length).toBe(1)
   })
 
   it('mounts read-only on request: writes fail with EROFS and the RW layer does not change (issue 7)', async () => {
-    const base = await store.register(await makeTar([{ name: 'base.txt', content: 'base' }]), null, { holder: 'img' })
-    const rw = await store.createRWLayer('ctr', base.chainID)
+    const base = await fx.store.register(await makeTar([{ name: 'base.txt', content: 'base' }]), null, { holder: 'img' })
+    const rw = await fx.store.createRWLayer('ctr', base.chainID)
     const path = await rw.mount()
     await writeFile(join(path, 'own'), 'mine')
     await rw.unmount()
@@ -85,64 +70,64 @@ describe.skipIf(!isRoot).each(driverNames())('RW layers on %s', (driverName) => 
     expect((await rw.changes()).map((c) => `${c.kind} ${String(c.path)}`)).toEqual(['added /own'])
     // Counted like any mount: another instance unmounts a read-only mount left for it.
     await rw.mount({ readOnly: true })
-    await store.close({ keepMounts: true })
-    store = await openStore(root, driverName)
-    const again = await store.getRWLayer('ctr')
+    await fx.store.close({ keepMounts: true })
+    await fx.reopen()
+    const again = await fx.store.getRWLayer('ctr')
     await again.unmount()
     await expect(again.unmount()).rejects.toMatchObject({ code: 'ERR_RW_LAYER_NOT_MOUNTED' })
   })
 
   it('unmounts what this instance mounted at close (default), so counts stay true', async () => {
-    const rw = await store.createRWLayer('ctr', null)
+    const rw = await fx.store.createRWLayer('ctr', null)
     const path = await rw.mount()
     await rw.mount()
-    await store.close()
+    await fx.store.close()
     expect(await isMountPoint(path)).toBe(false)
-    store = await openStore(root, driverName)
-    const again = await store.getRWLayer('ctr')
+    await fx.reopen()
+    const again = await fx.store.getRWLayer('ctr')
     await expect(again.unmount()).rejects.toMatchObject({ code: 'ERR_RW_LAYER_NOT_MOUNTED' })
-    expect((await store.releaseRWLayer(again)).removed).toBe(true)
+    expect((await fx.store.releaseRWLayer(again)).removed).toBe(true)
   })
 
   it('removes a RW layer only when no live handle holds it, in any instance', async () => {
-    const rw = await store.createRWLayer('shared', null)
-    const other = await openStore(root, driverName)
+    const rw = await fx.store.createRWLayer('shared', null)
+    const other = await openStore(fx.root, driverName)
     try {
       const theirs = await other.getRWLayer('shared')
-      expect(await store.releaseRWLayer(rw)).toEqual({ removed: false, remainingHandles: 1, deleted: [] })
-      await expect(store.releaseRWLayer(rw)).rejects.toMatchObject({ code: 'ERR_RW_LAYER_NOT_RETAINED' })
+      expect(await fx.store.releaseRWLayer(rw)).toEqual({ removed: false, remainingHandles: 1, deleted: [] })
+      await expect(fx.store.releaseRWLayer(rw)).rejects.toMatchObject({ code: 'ERR_RW_LAYER_NOT_RETAINED' })
       await expect(rw.mount()).rejects.toMatchObject({ code: 'ERR_RW_LAYER_NOT_RETAINED' })
       expect((await other.releaseRWLayer(theirs)).removed).toBe(true)
     } finally {
       await other.close()
     }
-    await expect(store.getRWLayer('shared')).rejects.toMatchObject({ code: 'ERR_MOUNT_DOES_NOT_EXIST', kind: 'not-found' })
-    await expect(store.getMountID('shared')).rejects.toMatchObject({ code: 'ERR_MOUNT_DOES_NOT_EXIST' })
+    await expect(fx.store.getRWLayer('shared')).rejects.toMatchObject({ code: 'ERR_MOUNT_DOES_NOT_EXIST', kind: 'not-found' })
+    await expect(fx.store.getMountID('shared')).rejects.toMatchObject({ code: 'ERR_MOUNT_DOES_NOT_EXIST' })
   })
 
   it('refuses a taken name, a missing parent and a bad name, changing nothing', async () => {
-    const rw = await store.createRWLayer('taken', null)
-    expect(await store.getMountID('taken')).toBe(rw.mountID)
-    await expect(store.createRWLayer('taken', null)).rejects.toMatchObject({ code: 'ERR_MOUNT_NAME_CONFLICT' })
-    await expect(store.createRWLayer('x', `sha256:${'0'.repeat(64)}` as never)).rejects.toMatchObject({ code: 'ERR_LAYER_DOES_NOT_EXIST' })
-    await expect(store.createRWLayer('../escape', null)).rejects.toMatchObject({ kind: 'invalid-argument' })
-    expect(await store.listRWLayers()).toEqual(['taken'])
-    expect((await store.releaseRWLayer(rw)).removed).toBe(true)
+    const rw = await fx.store.createRWLayer('taken', null)
+    expect(await fx.store.getMountID('taken')).toBe(rw.mountID)
+    await expect(fx.store.createRWLayer('taken', null)).rejects.toMatchObject({ code: 'ERR_MOUNT_NAME_CONFLICT' })
+    await expect(fx.store.createRWLayer('x', `sha256:${'0'.repeat(64)}` as never)).rejects.toMatchObject({ code: 'ERR_LAYER_DOES_NOT_EXIST' })
+    await expect(fx.store.createRWLayer('../escape', null)).rejects.toMatchObject({ kind: 'invalid-argument' })
+    expect(await fx.store.listRWLayers()).toEqual(['taken'])
+    expect((await fx.store.releaseRWLayer(rw)).removed).toBe(true)
   })
 
   it('cleans up the init layer and the parent hold when the init function fails', async () => {
-    const base = await store.register(await makeTar([{ name: 'b', content: 'b' }]), null, { holder: 'img' })
+    const base = await fx.store.register(await makeTar([{ name: 'b', content: 'b' }]), null, { holder: 'img' })
     const boom = Object.assign(new Error('init failed'), { code: 'TEST_INIT' })
     await expect(
-      store.createRWLayer('bad-init', base.chainID, {
+      fx.store.createRWLayer('bad-init', base.chainID, {
         initFunc: async () => {
           throw boom
         },
       }),
     ).rejects.toBe(boom)
-    expect(await store.listRWLayers()).toEqual([])
-    expect((await store.references(base.chainID)).holders).toEqual(new Map([['img', 1]]))
-    const report = await store.cleanup()
+    expect(await fx.store.listRWLayers()).toEqual([])
+    expect((await fx.store.references(base.chainID)).holders).toEqual(new Map([['img', 1]]))
+    const report = await fx.store.cleanup()
     expect(report.removedDriverIDs).toEqual([])
   })
 
@@ -164,11 +149,11 @@ describe.skipIf(!isRoot).each(driverNames())('RW layers on %s', (driverName) => 
   }
 
   it('holds its parent while in flight against a release by another instance, then by its record', async () => {
-    const base = await store.register(await makeTar([{ name: 'base.txt', content: 'base' }]), null, { holder: 'img' })
-    const other = await openStore(root, driverName)
+    const base = await fx.store.register(await makeTar([{ name: 'base.txt', content: 'base' }]), null, { holder: 'img' })
+    const other = await openStore(fx.root, driverName)
     try {
       const init = parkedInit()
-      const creating = store.createRWLayer('ctr', base.chainID, { initFunc: init.initFunc })
+      const creating = fx.store.createRWLayer('ctr', base.chainID, { initFunc: init.initFunc })
       await init.started
       // No reference was written into the parent to hold it: the live write set does.
       expect(Object.fromEntries((await other.references(base.chainID)).holders)).toEqual({ img: 1 })
@@ -182,27 +167,27 @@ describe.skipIf(!isRoot).each(driverNames())('RW layers on %s', (driverName) => 
       expect(await readFile(join(path, 'base.txt'), 'utf8')).toBe('base')
       await rw.unmount()
       // The RW layer held the parent: removing it deletes the parent too.
-      expect((await store.releaseRWLayer(rw)).deleted.map((l) => l.chainID)).toEqual([base.chainID])
+      expect((await fx.store.releaseRWLayer(rw)).deleted.map((l) => l.chainID)).toEqual([base.chainID])
     } finally {
       await other.close()
     }
-    await store.close()
-    await expectNoOrphans(root, driverName)
+    await fx.store.close()
+    await expectNoOrphans(fx.root, driverName)
   })
 
   it('deletes the parent it leaves unheld when it fails, and keeps one still held', async () => {
     const [a, b] = [
-      await store.register(await makeTar([{ name: 'a.txt', content: 'a' }]), null, { holder: 'img' }),
-      await store.register(await makeTar([{ name: 'b.txt', content: 'b' }]), null, { holder: 'img' }),
+      await fx.store.register(await makeTar([{ name: 'a.txt', content: 'a' }]), null, { holder: 'img' }),
+      await fx.store.register(await makeTar([{ name: 'b.txt', content: 'b' }]), null, { holder: 'img' }),
     ]
-    const other = await openStore(root, driverName)
+    const other = await openStore(fx.root, driverName)
     try {
       const first = parkedInit()
       const second = parkedInit()
       // Both outcomes are observed at once: neither rejection goes unhandled meanwhile.
       const outcomes = Promise.allSettled([
-        store.createRWLayer('first', a.chainID, { initFunc: first.initFunc }),
-        store.createRWLayer('second', b.chainID, { initFunc: second.initFunc }),
+        fx.store.createRWLayer('first', a.chainID, { initFunc: first.initFunc }),
+        fx.store.createRWLayer('second', b.chainID, { initFunc: second.initFunc }),
       ])
       await Promise.all([first.started, second.started])
       await other.releaseHolder(a.chainID, 'img')
@@ -215,11 +200,11 @@ describe.skipIf(!isRoot).each(driverNames())('RW layers on %s', (driverName) => 
       ])
       expect(await other.has(a.chainID)).toBe(false)
       expect(Object.fromEntries((await other.references(b.chainID)).holders)).toEqual({ img: 1 })
-      expect(await store.listRWLayers()).toEqual([])
+      expect(await fx.store.listRWLayers()).toEqual([])
     } finally {
       await other.close()
     }
-    await store.close()
-    await expectNoOrphans(root, driverName)
+    await fx.store.close()
+    await expectNoOrphans(fx.root, driverName)
   })
 })
