@@ -27,7 +27,6 @@ const debug = createDebug('layerstore:native')
  * the same ones on the calling thread.
  */
 export const BLOCKING_PROTOTYPES = {
-  syncfs: 'int syncfs(int fd)',
   ioctl: 'int ioctl(int fd, unsigned long request, ...)',
   copy_file_range:
     'intptr_t copy_file_range(int fd_in, void *off_in, int fd_out, void *off_out, size_t len, unsigned int flags)',

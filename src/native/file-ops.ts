@@ -5,7 +5,8 @@
  * mknod, utimensat and renameat2 are synchronous: the layer apply makes them per file, where
  * a sync FFI call costs about a microsecond and a worker round trip a hundred times more.
  * syncfs, ficlone and copyFileRange are async: they move or flush whole files and may take
- * seconds, so they run on a worker thread (async-call.ts).
+ * seconds, so they run off this thread (ficlone and copyFileRange on the native worker,
+ * async-call.ts, whose errno their fallbacks need; syncfs on the libuv pool, see there).
  */
 import { callBlocking } from './async-call.js'
 import { errnoValue, NativeArgumentError, SyscallError } from './errors.js'
@@ -131,11 +132,24 @@ export function renameat2(oldPath: PathLike, newPath: PathLike, mode: RenameMode
 
 /**
  * syncfs(2): flushes the whole filesystem that holds `fd` (cheaper than an fsync per file
- * after a layer apply). Async: it waits for writeback.
+ * after a layer apply). It waits for writeback, so it runs off this thread; not on the
+ * native worker but on the libuv thread pool (koffi's async call): a register needs no other
+ * blocking call, and a worker would cost its process ~13 MiB (an isolate and koffi), all of
+ * register's memory margin (issue #6). A pool thread keeps its errno, so a failure is asked
+ * again on this thread for its errno; since a writeback error is reported once per open
+ * file, the second call may pass, and the failure is then the writeback error: EIO.
  */
 export async function syncfs(fd: number): Promise<void> {
-  await callBlocking('syncfs', [checkFd('syncfs', fd)], 'syncfs')
+  const fn = func(SYNCFS)
+  const ret = await new Promise<number>((resolve, reject) => {
+    fn.async(checkFd('syncfs', fd), (err: unknown, result: number) => (err ? reject(err) : resolve(result)))
+  })
+  if (ret === 0) return
+  check(fn(fd), 'syncfs')
+  throw new SyscallError('syncfs', errnoValue('EIO'), { detail: 'a writeback error, reported once' })
 }
+
+const SYNCFS = 'int syncfs(int fd)'
 
 // _IOW(0x94, 9, int) from <linux/fs.h>.
 const FICLONE = 0x40049409

@@ -8,7 +8,7 @@ import { open } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { describe, expect, it } from 'vitest'
-import { prewarmBlockingCalls, syncfs } from '../../src/native/index.js'
+import { ficlone, prewarmBlockingCalls, syncfs } from '../../src/native/index.js'
 
 const BUILT = fileURLToPath(new URL('../../dist/native/index.js', import.meta.url))
 const onLinux = process.platform === 'linux'
@@ -22,15 +22,22 @@ describe.skipIf(!onLinux)('prewarmBlockingCalls', () => {
     prewarmBlockingCalls()
     const handle = await open(tmpdir(), 'r')
     try {
-      await syncfs(handle.fd)
-      await expect(syncfs(-1)).rejects.toMatchObject({ code: 'ERR_NATIVE_INVALID_ARGUMENT' })
+      await expect(ficlone(-1, handle.fd)).rejects.toMatchObject({ code: 'ERR_NATIVE_INVALID_ARGUMENT' })
       // EBADF read on the worker, right after the call (the reason the pool exists).
       const closed = handle.fd
       await handle.close()
-      await expect(syncfs(closed)).rejects.toMatchObject({ code: 'EBADF', syscall: 'syncfs' })
+      await expect(ficlone(closed, closed)).rejects.toMatchObject({ code: 'EBADF', syscall: 'ioctl' })
     } finally {
       await handle.close().catch(() => undefined)
     }
+  })
+
+  it('syncfs, on the libuv pool where errno is lost, still rejects with the real errno', async () => {
+    const handle = await open(tmpdir(), 'r')
+    const fd = handle.fd
+    await syncfs(fd)
+    await handle.close()
+    await expect(syncfs(fd)).rejects.toMatchObject({ code: 'EBADF', syscall: 'syncfs' })
   })
 
   it.skipIf(!built)('leaves nothing that keeps a process alive', async () => {

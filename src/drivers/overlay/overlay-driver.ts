@@ -160,9 +160,10 @@ export class OverlayDriver implements DiffGetterDriver {
     this.#checkWritable('create a layer')
     assertLayerID(this.name, id, RESERVED_IDS)
     if (parent !== null) assertLayerID(this.name, parent, RESERVED_IDS)
-    // A create is followed by a commit (a syncfs) or a mount, both on the native worker: let
-    // it start now, beside the create and the apply, rather than after them.
-    prewarmBlockingCalls()
+    // A read-write layer is mounted next, on the native worker: let it start now, beside the
+    // create. A read-only one is applied and committed (a syncfs, on the libuv pool): no
+    // worker, whose ~13 MiB would be most of register's memory.
+    if (!readOnly) prewarmBlockingCalls()
     const [taken, parentInfo] = await Promise.all([this.exists(id), parent === null ? null : this.#infos.find(parent)])
     if (taken) throw new LayerExistsError(this.name, id)
     let lowers: string[] = []
