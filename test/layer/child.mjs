@@ -75,6 +75,14 @@ async function scenario() {
 }
 
 async function worker() {
+  // A hang must fail the test with where it hung, before the test's own time limit hides it.
+  let current = 'opening the store'
+  const watchdog = setTimeout(() => {
+    const handles = process.report.getReport().libuv.filter((h) => h.is_active)
+    process.stderr.write(`worker stuck for 120 s in: ${current}\nactive libuv handles: ${JSON.stringify(handles)}\n`)
+    process.exit(3)
+  }, 120_000)
+  watchdog.unref()
   const store = await open()
   const holder = config.holder
   const net = {}
@@ -94,12 +102,14 @@ async function worker() {
   for (let i = 0; i < config.ops; i++) {
     if (held.length > 0 && random() < 0.5) {
       const [child, base] = held.splice(Math.floor(random() * held.length), 1)[0]
+      current = `op ${i}: release ${child} then its base ${base}`
       await store.releaseHolder(child, holder)
       bump(child, -1)
       await store.releaseHolder(base, holder)
       bump(base, -1)
     } else {
       const chain = chains[Math.floor(random() * chains.length)]
+      current = `op ${i}: register a base and its child`
       const base = await store.register(chain.base, null, { holder })
       bump(base.chainID, 1)
       const child = await store.register(chain.child, base.chainID, { holder })
@@ -109,6 +119,7 @@ async function worker() {
   }
   // Some workers give everything back, deleting layers while the others still work on them.
   if (config.releaseAll) {
+    current = 'releasing everything'
     for (const [child, base] of held.splice(0)) {
       await store.releaseHolder(child, holder)
       bump(child, -1)
@@ -116,7 +127,9 @@ async function worker() {
       bump(base, -1)
     }
   }
+  current = 'closing the store'
   await store.close()
+  clearTimeout(watchdog)
   process.stdout.write(`refs ${JSON.stringify(net)}\n`)
 }
 
