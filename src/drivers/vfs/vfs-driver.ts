@@ -55,7 +55,7 @@ import {
 } from '../../graphdriver/index.js'
 import { removeTreeAsync } from '../../archive/index.js'
 import { hasCode } from '../../errors.js'
-import { isMountPoint, MNT_DETACH, umount } from '../../native/index.js'
+import { isMountPoint, MNT_DETACH, umount, umountSync } from '../../native/index.js'
 
 const debug = createDebug('layerstore:vfs')
 
@@ -295,8 +295,9 @@ export async function canBindReadOnly(home: string): Promise<boolean> {
   const probe = join(home, 'tmp', `probe-${randomBytes(6).toString('hex')}`)
   await mkdir(probe, { recursive: true })
   try {
-    await bindMount(probe, probe, true)
-    await umount(probe, MNT_DETACH)
+    // Inline: a store that never mounts (a register) then never starts the native worker.
+    await bindMount(probe, probe, true, { inline: true })
+    umountSync(probe, MNT_DETACH)
     return true
   } catch (err) {
     debug('read-only bind mounts unavailable in %s: %s', home, (err as Error).message)
