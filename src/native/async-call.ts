@@ -5,7 +5,9 @@
  * only the return value; errno stays in that pool thread's thread-local storage, and reading
  * `koffi.errno()` in the callback gives the main thread's stale value (measured: `close(-1)`
  * reported ENOTTY, not EBADF). So blocking calls run in a small pool of worker threads, each
- * of which makes the call synchronously, reads errno at once and posts both back.
+ * of which makes the call synchronously, reads errno at once and posts both back. (syncfs is
+ * the exception, see file-ops.ts: its errno can be asked again, and a register must not pay
+ * for a worker.)
  *
  * Workers start lazily (~100 ms each, mostly Node's worker start-up, then koffi), or ahead
  * of a call a caller knows is coming ({@link prewarmBlockingCalls}). Each serves one call at
@@ -173,7 +175,7 @@ const MAX_WORKERS = 4
 
 /**
  * Starts a worker thread now, in the background, if none runs yet: for a caller that knows a
- * blocking call (a syncfs, a mount) will follow shortly, so that the worker's start (~100 ms,
+ * blocking call (a mount, a copy) will follow shortly, so that the worker's start (~100 ms,
  * mostly Node's own) overlaps the work before it. Returns at once; the idle worker never
  * keeps the process alive. Does nothing off Linux.
  */
