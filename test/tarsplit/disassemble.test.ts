@@ -118,17 +118,19 @@ describe('end of archive and truncation (§3.5)', () => {
   })
 })
 
+/** Archives of every member kind, for the tests that feed them in slices. */
+const ARCHIVES: Record<string, () => Buffer> = {
+  golden: () => GOLDEN,
+  'go-sparse-formats': () => corpusBytes('go-sparse-formats.tar'),
+  'go-pax-global-records': () => corpusBytes('go-pax-global-records.tar'),
+  'go-gnu-incremental': () => corpusBytes('go-gnu-incremental.tar'),
+  'tarsplit-extranils': () => corpusBytes('tarsplit-extranils.tar.gz'),
+  'tarsplit-longlink': () => corpusBytes('tarsplit-longlink.tar.gz'),
+  'gtar-sparse-posix10': () => corpusBytes('libarchive-test_read_format_gtar_sparse_1_17_posix10.tar'),
+}
+
 describe('streaming', () => {
-  const archives: Record<string, () => Buffer> = {
-    golden: () => GOLDEN,
-    'go-sparse-formats': () => corpusBytes('go-sparse-formats.tar'),
-    'go-pax-global-records': () => corpusBytes('go-pax-global-records.tar'),
-    'go-gnu-incremental': () => corpusBytes('go-gnu-incremental.tar'),
-    'tarsplit-extranils': () => corpusBytes('tarsplit-extranils.tar.gz'),
-    'tarsplit-longlink': () => corpusBytes('tarsplit-longlink.tar.gz'),
-    'gtar-sparse-posix10': () => corpusBytes('libarchive-test_read_format_gtar_sparse_1_17_posix10.tar'),
-  }
-  for (const [name, make] of Object.entries(archives)) {
+  for (const [name, make] of Object.entries(ARCHIVES)) {
     it(`gives the same entries fed in slices of 1, 321 and 65536 bytes: ${name}`, async () => {
       const data = make()
       const reference = await collect(data, 65536)
@@ -189,14 +191,9 @@ describe('without a sink (the promise-free path for plain members)', () => {
     return got
   }
 
-  const archives: Record<string, () => Buffer> = {
-    golden: () => GOLDEN,
-    'go-sparse-formats': () => corpusBytes('go-sparse-formats.tar'),
-    'go-pax-global-records': () => corpusBytes('go-pax-global-records.tar'),
-    'go-gnu-incremental': () => corpusBytes('go-gnu-incremental.tar'),
-    'tarsplit-longlink': () => corpusBytes('tarsplit-longlink.tar.gz'),
-  }
-  for (const [name, make] of Object.entries(archives)) {
+  const names = ['golden', 'go-sparse-formats', 'go-pax-global-records', 'go-gnu-incremental', 'tarsplit-longlink']
+  for (const name of names) {
+    const make = ARCHIVES[name]!
     it(`gives the members a sink sees, whatever the chunking and however content is read: ${name}`, async () => {
       const data = make()
       const reference = (await collect(data, 65536)).members
