@@ -37,7 +37,7 @@ import {
   WHITEOUT_PREFIX,
   classifyWhiteout,
 } from './whiteout.js'
-import { DEFER_MIN_SIZE, FileWriter, writeWhole } from './file-writer.js'
+import { FileWriter } from './file-writer.js'
 import { checkDevice, checkOwner, permOf, setTimesFd, setTimesPath, setXattrs, timesOf } from './write-entry.js'
 import type { Times, XattrPolicy } from './write-entry.js'
 
@@ -257,14 +257,6 @@ export class Applier {
     const chown = !this.#defaults.ownerIsDefault(dir, h)
     const fd = this.#create(rel, p, () => fs.openSync(p, CREATE_FLAGS, exact ? perm : 0o600))
     this.#op = 'write'
-    if (h.size > 0 && h.size < DEFER_MIN_SIZE && h.sparse === undefined) {
-      // Most files of a layer are small and lie whole in the input chunk at hand.
-      const whole = member.lentNow?.()
-      if (whole !== undefined) {
-        writeWhole(fd, whole, () => this.#fileAttributes(fd, h, chown, !exact))
-        return undefined
-      }
-    }
     const lent = member.lent !== undefined
     return this.#writer.write(
       fd,
@@ -274,6 +266,8 @@ export class Applier {
       () => this.#fileAttributes(fd, h, chown, !exact),
       (err) => wrapFailure(h, err, 'write'),
       lent,
+      // Most files of a layer are small and lie whole in the input chunk at hand.
+      member.lentNow,
     )
   }
 

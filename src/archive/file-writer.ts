@@ -81,6 +81,8 @@ export class FileWriter {
    * @param wrap turns a failure into the error to report
    * @param lent `content` is lent (valid only until the next piece is asked for): deferred
    *   pieces are copied first
+   * @param whole the whole content at once if it is at hand (`TarMember.lentNow`): a small
+   *   file is then written without a promise, and `content` is never read
    */
   write(
     fd: number,
@@ -90,8 +92,9 @@ export class FileWriter {
     finish: () => void,
     wrap: (err: unknown) => unknown,
     lent = false,
+    whole?: () => Buffer | undefined,
   ): Promise<void> | undefined {
-    if (content === null || (size < DEFER_MIN_SIZE && sparse === undefined)) return writeNow(fd, content, finish)
+    if (content === null || (size < DEFER_MIN_SIZE && sparse === undefined)) return writeNow(fd, content, finish, whole)
     if (this.#open >= MAX_PENDING_FILES) return this.#writeLater(fd, content, sparse, finish, wrap, lent)
     const job = new Job(this, this.#next++, fd, sparse, finish, wrap)
     this.#open++
@@ -277,12 +280,20 @@ class Job {
 }
 
 /**
- * A small file (or an empty one, `content` null): written, finished and closed right here.
- * Errors propagate as they are (the applier names the member).
+ * A small file (or an empty one, `content` null): written, finished and closed right here,
+ * without a promise when its whole content is at hand (`whole`). Errors propagate as they
+ * are (the applier names the member).
  */
-function writeNow(fd: number, content: AsyncIterable<Buffer> | null, finish: () => void): Promise<void> | undefined {
-  if (content === null) {
+function writeNow(
+  fd: number,
+  content: AsyncIterable<Buffer> | null,
+  finish: () => void,
+  whole: (() => Buffer | undefined) | undefined,
+): Promise<void> | undefined {
+  const now = content === null ? null : whole?.()
+  if (now !== undefined) {
     try {
+      if (now !== null) writeAllSync(fd, now)
       finish()
     } finally {
       fs.closeSync(fd)
@@ -291,9 +302,7 @@ function writeNow(fd: number, content: AsyncIterable<Buffer> | null, finish: () 
   }
   return (async () => {
     try {
-      for await (const buf of content) {
-        for (let offset = 0; offset < buf.length; ) offset += fs.writeSync(fd, buf, offset, buf.length - offset)
-      }
+      for await (const buf of content!) writeAllSync(fd, buf)
       finish()
     } finally {
       fs.closeSync(fd)
@@ -301,17 +310,8 @@ function writeNow(fd: number, content: AsyncIterable<Buffer> | null, finish: () 
   })()
 }
 
-/**
- * A small file whose whole content is at hand (`TarMember.lentNow`): written, finished and
- * closed right here, without a promise. Errors propagate as they are.
- */
-export function writeWhole(fd: number, content: Buffer, finish: () => void): void {
-  try {
-    for (let offset = 0; offset < content.length; ) offset += fs.writeSync(fd, content, offset, content.length - offset)
-    finish()
-  } finally {
-    fs.closeSync(fd)
-  }
+function writeAllSync(fd: number, buf: Buffer): void {
+  for (let offset = 0; offset < buf.length; ) offset += fs.writeSync(fd, buf, offset, buf.length - offset)
 }
 
 type Queue = (piece: Piece) => Promise<void> | undefined
