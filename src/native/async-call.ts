@@ -5,8 +5,8 @@
  * only the return value; errno stays in that pool thread's thread-local storage, and reading
  * `koffi.errno()` in the callback gives the main thread's stale value (measured: `close(-1)`
  * reported ENOTTY, not EBADF). So blocking calls run in a small pool of worker threads, each
- * of which makes the call synchronously, reads errno at once and posts both back. (syncfs is
- * the exception, see file-ops.ts: its errno can be asked again, and a register must not pay
+ * of which makes the call synchronously, reads errno at once and posts both back. (syncfs
+ * comes here only after it failed on the libuv pool, see file-ops.ts: a register must not pay
  * for a worker.)
  *
  * Workers start lazily (~100 ms each, mostly Node's worker start-up, then koffi), or ahead
@@ -29,6 +29,7 @@ const debug = createDebug('layerstore:native')
  * the same ones on the calling thread.
  */
 export const BLOCKING_PROTOTYPES = {
+  syncfs: 'int syncfs(int fd)',
   ioctl: 'int ioctl(int fd, unsigned long request, ...)',
   copy_file_range:
     'intptr_t copy_file_range(int fd_in, void *off_in, int fd_out, void *off_out, size_t len, unsigned int flags)',

@@ -135,9 +135,10 @@ export function renameat2(oldPath: PathLike, newPath: PathLike, mode: RenameMode
  * after a layer apply). It waits for writeback, so it runs off this thread; not on the
  * native worker but on the libuv thread pool (koffi's async call): a register needs no other
  * blocking call, and a worker would cost its process ~13 MiB (an isolate and koffi), all of
- * register's memory margin (issue #6). A pool thread keeps its errno, so a failure is asked
- * again on this thread for its errno; since a writeback error is reported once per open
- * file, the second call may pass, and the failure is then the writeback error: EIO.
+ * register's memory margin (issue #6). A pool thread keeps its errno, so a failure (rare) is
+ * asked again on the native worker, which reads errno, without blocking this thread; since a
+ * writeback error is reported once per open file, the second call may pass, and the failure
+ * is then the writeback error: EIO. While it waits, a syncfs holds one of libuv's threads.
  */
 export async function syncfs(fd: number): Promise<void> {
   const fn = func(SYNCFS)
@@ -145,7 +146,7 @@ export async function syncfs(fd: number): Promise<void> {
     fn.async(checkFd('syncfs', fd), (err: unknown, result: number) => (err ? reject(err) : resolve(result)))
   })
   if (ret === 0) return
-  check(fn(fd), 'syncfs')
+  await callBlocking('syncfs', [fd], 'syncfs')
   throw new SyscallError('syncfs', errnoValue('EIO'), { detail: 'a writeback error, reported once' })
 }
 
