@@ -12,23 +12,13 @@ import { MNT_DETACH, mount, mountSync, MS_BIND, MS_RDONLY, MS_REMOUNT, umount, u
  * the worker (~100 ms, ~13 MiB for the life of the process) costs far more than the calls.
  */
 export async function bindMount(source: string, target: string, readOnly: boolean, options: { readonly inline?: boolean } = {}): Promise<void> {
-  if (options.inline) {
-    mountSync(source, target, null, MS_BIND)
-    if (!readOnly) return
-    try {
-      mountSync(null, target, null, MS_REMOUNT | MS_BIND | MS_RDONLY)
-    } catch (err) {
-      umountSync(target, MNT_DETACH)
-      throw err
-    }
-    return
-  }
-  await mount(source, target, null, MS_BIND)
+  const [mountCall, umountCall] = options.inline ? [mountSync, umountSync] : [mount, umount]
+  await mountCall(source, target, null, MS_BIND)
   if (!readOnly) return
   try {
-    await mount(null, target, null, MS_REMOUNT | MS_BIND | MS_RDONLY)
+    await mountCall(null, target, null, MS_REMOUNT | MS_BIND | MS_RDONLY)
   } catch (err) {
-    await umount(target, MNT_DETACH)
+    await umountCall(target, MNT_DETACH)
     throw err
   }
 }

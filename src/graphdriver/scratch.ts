@@ -6,9 +6,10 @@
  * prior-driver check never take one for a layer.
  */
 import { randomBytes } from 'node:crypto'
-import { readdir, rm, stat } from 'node:fs/promises'
+import { readdir, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import createDebug from 'debug'
+import { removeTreeAsync } from '../archive/index.js'
 import { hasErrno } from './errno.js'
 import { mountPointsUnder } from './unmount-all.js'
 
@@ -45,7 +46,8 @@ export async function sweepScratch(home: string, name: string, now: number): Pro
   const old = now - mtimeMs > STALE_SCRATCH_MS
   if ((removing || old) && (await mountPointsUnder(path)).length === 0) {
     debug('sweeping scratch dir %s', path)
-    await rm(path, { recursive: true, force: true })
+    // A removal's scratch dir is a whole layer tree: not fs.rm, which lists it all at once.
+    await removeTreeAsync(path)
   }
 }
 

@@ -8,8 +8,8 @@ import { link, mkdir, rm, stat, writeFile } from 'node:fs/promises'
 import { randomBytes } from 'node:crypto'
 import { dirname, join } from 'node:path'
 import createDebug from 'debug'
-import { DriverNotSupportedError } from '../../graphdriver/index.js'
-import { MNT_DETACH, mountSync, MS_BIND, MS_RDONLY, MS_REMOUNT, umountSync } from '../../native/index.js'
+import { bindMount, DriverNotSupportedError } from '../../graphdriver/index.js'
+import { MNT_DETACH, umountSync } from '../../native/index.js'
 
 const debug = createDebug('layerstore:bind')
 
@@ -34,13 +34,11 @@ export async function probeBind(home: string, driverName: string): Promise<void>
     await writeFile(join(src, 'file'), 'x')
     step = 'making a hard link'
     await link(join(src, 'file'), join(src, 'link'))
-    // The mounts are inline: a store that never mounts (a register) then never starts the
-    // native worker (~13 MiB for the life of the process).
-    step = 'bind mounting (needs CAP_SYS_ADMIN)'
-    mountSync(src, target, null, MS_BIND)
+    // Inline: a store that never mounts (a register) then never starts the native worker
+    // (~13 MiB for the life of the process). The error names which of the two calls failed.
+    step = 'making a read-only bind mount (needs CAP_SYS_ADMIN)'
+    await bindMount(src, target, true, { inline: true })
     mounted = true
-    step = 'remounting a bind read-only'
-    mountSync(null, target, null, MS_REMOUNT | MS_BIND | MS_RDONLY)
     step = 'writing through a read-only bind'
     const refused = await writeFile(join(target, 'new'), 'x').then(
       () => false,

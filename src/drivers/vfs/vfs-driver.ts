@@ -55,7 +55,7 @@ import {
 } from '../../graphdriver/index.js'
 import { removeTreeAsync } from '../../archive/index.js'
 import { hasCode } from '../../errors.js'
-import { isMountPoint, MNT_DETACH, umount, umountSync } from '../../native/index.js'
+import { isMountPoint, MNT_DETACH, umountSync } from '../../native/index.js'
 
 const debug = createDebug('layerstore:vfs')
 
