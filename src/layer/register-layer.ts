@@ -19,6 +19,7 @@
  *    if nothing else holds it any more (as moby's release of the parent would).
  */
 import createDebug from 'debug'
+import { settleAll } from '../settle-all.js'
 import type { ChainID, JsonObject, Transaction } from '../metadata/index.js'
 import { REFERENCES_FILE, newCacheID, parseChainID, parseDiffID } from '../metadata/index.js'
 import { chainIDOf } from './chain-id.js'
@@ -37,13 +38,6 @@ function discard(input: LayerInput): void {
   if (typeof destroy === 'function') (destroy as () => void).call(input)
 }
 
-/**
- * Awaits independent writes into a write set; all settle before the first failure is thrown,
- * so that the cancel that follows a failure races no write.
- */
-async function settleAll(writes: ReadonlyArray<Promise<void>>): Promise<void> {
-  for (const result of await Promise.allSettled(writes)) if (result.status === 'rejected') throw result.reason
-}
 
 /** What {@link registerLayer} did. */
 export interface RegisterOutcome {

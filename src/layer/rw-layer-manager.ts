@@ -11,6 +11,7 @@
 import { Transform } from 'node:stream'
 import type { Readable } from 'node:stream'
 import createDebug from 'debug'
+import { settleAll } from '../settle-all.js'
 import { hasCode } from '../errors.js'
 import type { Change } from '../graphdriver/index.js'
 import type { ChainID, MountRecord, Transaction } from '../metadata/index.js'
@@ -352,10 +353,3 @@ export class RWLayerManager implements RWLayerOps {
   }
 }
 
-/**
- * Awaits independent writes; all settle before the first failure is thrown, so that the
- * cancel that follows a failure races no write.
- */
-async function settleAll(writes: ReadonlyArray<Promise<unknown>>): Promise<void> {
-  for (const result of await Promise.allSettled(writes)) if (result.status === 'rejected') throw result.reason
-}

@@ -6,6 +6,7 @@
 import { lstat, mkdir, readdir, readFile, readlink, rename, rm, stat, symlink, unlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import createDebug from 'debug'
+import { settleAll } from '../../settle-all.js'
 import { hasErrno, holdsLayerDirs, sweepScratch } from '../../graphdriver/index.js'
 import { OverlayLayerCorruptError } from './errors.js'
 import type { OverlayLayout } from './layout.js'
@@ -96,12 +97,6 @@ export async function makeLayerDir(layout: OverlayLayout, files: NewLayerFiles):
   }
 }
 
-/** Waits for every promise to settle, then rejects with the first failure, if any. */
-async function settleAll(promises: readonly Promise<unknown>[]): Promise<void> {
-  const results = await Promise.allSettled(promises)
-  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected')
-  if (failed) throw failed.reason
-}
 
 /** The absolute diff dirs of a layer's lowers (each `l/` link resolved), top first. */
 export async function resolveLowerDirs(layout: OverlayLayout, info: OverlayLayerInfo): Promise<string[]> {
