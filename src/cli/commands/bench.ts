@@ -105,8 +105,8 @@ export const benchCommand: Command = {
       }
       throw err
     }
-    files ??= await writeReport(results, out)
-    const written = files
+    // runBench hands its results to onResults before it returns: the report is written.
+    const written = files!
     emit(ctx, { out, results: written.results, table: written.table, charts: written.charts, skipped: results.skipped, summary: results.summary }, () =>
       report(ctx, results.skipped, formatTable(results.summary), written.results, written.charts.length, out),
     )

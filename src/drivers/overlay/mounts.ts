@@ -30,7 +30,7 @@ export async function performMountPlan(plan: OverlayMountPlan, mounter?: Relativ
   const inline = options.inline === true
   switch (plan.method) {
     case 'bind':
-      await bindMount(plan.source, plan.target, plan.readOnly)
+      await bindMount(plan.source, plan.target, plan.readOnly, { inline })
       break
     case 'lowerdir+':
       await mountOverlay({
