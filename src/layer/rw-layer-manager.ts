@@ -59,15 +59,13 @@ export class RWLayerManager implements RWLayerOps {
     const initID = options.initFunc ? initIDFor(mountID) : null
     const made: string[] = []
     let committed = false
+    // Once set, our write set holds the parent (if any): a failure must give it back.
     let tx: Transaction | undefined
-    /** The parent to check after a failure: set once our write set held it. */
-    let heldParent: ChainID | null = null
     try {
-      const parentInfo = await core.exclusive(async () => {
+      const { parentInfo, set } = await core.exclusive(async () => {
         if (await this.#exists(name)) throw new MountNameConflictError(name)
         const info = parentID === null ? null : await core.describe(parentID)
         const set = (tx = await metadata.startTransaction())
-        heldParent = parentID
         // The IDs are recorded before the driver makes them, so a scan never takes them for
         // orphans; the parent, under the lock that found it, so that no deletion takes it.
         await settleAll([
@@ -76,9 +74,8 @@ export class RWLayerManager implements RWLayerOps {
           ...(parentID ? [set.setParent(parentID)] : []),
           set.setExtra(REFERENCES_FILE, holdersJson(new Map([[session.holder, 1]]))),
         ])
-        return info
+        return { parentInfo: info, set }
       })
-      const set = tx as Transaction
       let base: string | null = parentInfo?.cacheID ?? null
       if (initID && options.initFunc) {
         await driver.createReadWrite(initID, base, {
@@ -115,7 +112,7 @@ export class RWLayerManager implements RWLayerOps {
         // Our set held the parent; without it, the parent may be unheld now (as after a failed
         // register). Never masks the operation's own error: a parent left behind is deleted
         // by the next release or cleanup.
-        const held: ChainID | null = heldParent
+        const held = tx !== undefined ? parentID : null
         if (held !== null) await core.deleteIfUnheld(held).catch((err: unknown) => debug('deleting the unheld %s failed: %s', held, err))
       }
     }
