@@ -172,16 +172,53 @@ export class Transaction {
    * @throws LayerAlreadyExistsError when `chainID` is already committed; the set stays open.
    */
   async commit(chainID: ChainID, options: CommitOptions = {}): Promise<void> {
-    this.#checkOpen('commit')
-    const id = parseChainID(chainID)
-    const check = (written: ReadonlySet<string>): void => {
-      const missing = [LAYER_FILES.diff, LAYER_FILES.size, LAYER_FILES.cacheID].filter((f) => !written.has(f))
-      if (missing.length || written.has(MOUNT_FILES.mountID)) {
-        throw new IncompleteTransactionError(this.path, missing, 'it holds mount files; use commitMount()')
+    await Transaction.commitLayers([{ transaction: this, chainID }], options)
+  }
+
+  /**
+   * A group commit: publishes several layer sets, in the order given, after **one** flush of
+   * every filesystem involved (where `commit` flushes once per set). Each set still becomes
+   * its layer with its own rename and fsync of `sha256/`, one after the other, so a crash
+   * leaves a prefix of them committed (never a layer without the parent before it in the
+   * list, on a filesystem that writes metadata back in any order); this is why the renames
+   * are not batched behind one fsync too.
+   *
+   * Every set is checked before anything is flushed. A failure before the first rename
+   * leaves every set open; a failure at set k leaves the sets before it committed and the
+   * others open (the caller's `cancel()` of each then cleans up).
+   *
+   * @throws as {@link commit}, for the first set that fails.
+   */
+  static async commitLayers(
+    items: readonly { readonly transaction: Transaction; readonly chainID: ChainID }[],
+    options: CommitOptions = {},
+  ): Promise<void> {
+    const planned = items.map(({ transaction, chainID }) => ({ transaction, id: parseChainID(chainID) }))
+    const ready: Transaction[] = []
+    const first = planned[0]?.transaction
+    try {
+      for (const { transaction } of planned) {
+        await transaction.#ready('commit', checkLayerSet)
+        ready.push(transaction)
       }
+      // A group flushes the write sets' filesystem once too, rather than fsync every file.
+      const setsFs = planned.length > 1 && first ? [first.#layout.tmpDir] : []
+      const synced = await syncFilesystems([...(options.syncfsPaths ?? []), ...setsFs])
+      for (const { transaction } of planned) await transaction.#makeDurable(synced)
+    } catch (err) {
+      for (const transaction of ready) transaction.#state = 'open'
+      throw err
     }
-    await this.#publish(this.#layout.layerDir(id), 'commit', options, check, () => new LayerAlreadyExistsError(id))
-    debug('committed layer %s (%s)', id, digestHex(id))
+    for (const [i, { transaction, id }] of planned.entries()) {
+      try {
+        await transaction.#rename(transaction.#layout.layerDir(id), 'commit', () => new LayerAlreadyExistsError(id))
+      } catch (err) {
+        // The sets not renamed go back to open; one renamed whose fsync failed stays committed.
+        for (const later of planned.slice(i)) if (later.transaction.#state === 'committing') later.transaction.#state = 'open'
+        throw err
+      }
+      debug('committed layer %s (%s)', id, digestHex(id))
+    }
   }
 
   /**
@@ -195,14 +232,21 @@ export class Transaction {
   async commitMount(name: string, options: CommitOptions = {}): Promise<void> {
     this.#checkOpen('commitMount')
     checkMountName(name)
-    const check = (written: ReadonlySet<string>): void => {
+    const check = (written: ReadonlySet<string>, path: string): void => {
       const layerOnly = [LAYER_FILES.diff, LAYER_FILES.size, LAYER_FILES.cacheID, LAYER_FILES.tarSplit]
       if (!written.has(MOUNT_FILES.mountID) || layerOnly.some((f) => written.has(f))) {
         const missing = written.has(MOUNT_FILES.mountID) ? [] : [MOUNT_FILES.mountID]
-        throw new IncompleteTransactionError(this.path, missing, 'it holds layer files; use commit()')
+        throw new IncompleteTransactionError(path, missing, 'it holds layer files; use commit()')
       }
     }
-    await this.#publish(this.#layout.mountDir(name), 'commit-mount', options, check, () => new MountNameConflictError(name))
+    try {
+      await this.#ready('commit-mount', check)
+      await this.#makeDurable(await syncFilesystems(options.syncfsPaths ?? []))
+    } catch (err) {
+      this.#state = 'open'
+      throw err
+    }
+    await this.#rename(this.#layout.mountDir(name), 'commit-mount', () => new MountNameConflictError(name))
     debug('committed mount %s', name)
   }
 
@@ -215,13 +259,11 @@ export class Transaction {
     debug('cancelled %s', this.path)
   }
 
-  async #publish(
-    target: string,
-    step: 'commit' | 'commit-mount',
-    options: CommitOptions,
-    check: (written: ReadonlySet<string>) => void,
-    conflict: () => Error,
-  ): Promise<void> {
+  /**
+   * Waits for the setters and the tar-split writer, checks what was written, and moves to
+   * `committing`. The caller sets the state back to `open` if the commit then fails.
+   */
+  async #ready(step: 'commit' | 'commit-mount', check: (written: ReadonlySet<string>, path: string) => void): Promise<void> {
     this.#checkOpen(step)
     this.#state = 'committing'
     try {
@@ -236,28 +278,39 @@ export class Transaction {
           throw ioError('write', `${this.path}/${LAYER_FILES.tarSplit}`, err)
         })
       }
-      check(this.#written)
-      // No existence check first: the rename below refuses to replace a record (and a
-      // conflict, which is rare, only costs the syncs done for nothing).
-      const synced = await syncFilesystems(options.syncfsPaths ?? [])
-      this.#crashAt(`${step}:before-sync`)
-      // The set's files and entries must be durable before the rename makes them reachable.
-      // A syncfs of the set's filesystem, after every file was written, did that already.
-      if (!synced.has(await deviceOf(this.path))) {
-        await Promise.all([...this.#written].map((file) => fsyncFile(`${this.path}/${file}`)))
-        await fsyncDir(this.path)
-      }
-      this.#crashAt(`${step}:before-rename`)
-      try {
-        renameat2(this.path, target, 'noreplace')
-      } catch (err) {
-        const code = errnoOf(err)
-        if (code === 'EEXIST' || code === 'ENOTEMPTY') throw conflict()
-        throw ioError('rename', this.path, err)
-      }
+      check(this.#written, this.path)
     } catch (err) {
       this.#state = 'open'
       throw err
+    }
+  }
+
+  /**
+   * The set's files and entries must be durable before the rename makes them reachable. A
+   * syncfs of the set's filesystem (in `synced`), after every file was written, did that
+   * already; otherwise each file is fsynced, then the set's directory.
+   */
+  async #makeDurable(synced: ReadonlySet<number>): Promise<void> {
+    const step = this.#written.has(MOUNT_FILES.mountID) ? 'commit-mount' : 'commit'
+    // No existence check before the syncs: the rename refuses to replace a record (and a
+    // conflict, which is rare, only costs the syncs done for nothing).
+    this.#crashAt(`${step}:before-sync`)
+    if (!synced.has(await deviceOf(this.path))) {
+      await Promise.all([...this.#written].map((file) => fsyncFile(`${this.path}/${file}`)))
+      await fsyncDir(this.path)
+    }
+  }
+
+  /** Publishes the (durable) set at `target`, then makes the rename durable. A failed rename leaves the set open. */
+  async #rename(target: string, step: 'commit' | 'commit-mount', conflict: () => Error): Promise<void> {
+    this.#crashAt(`${step}:before-rename`)
+    try {
+      renameat2(this.path, target, 'noreplace')
+    } catch (err) {
+      this.#state = 'open'
+      const code = errnoOf(err)
+      if (code === 'EEXIST' || code === 'ENOTEMPTY') throw conflict()
+      throw ioError('rename', this.path, err)
     }
     this.#state = 'committed'
     this.#crashAt(`${step}:after-rename`)
@@ -289,6 +342,14 @@ export class Transaction {
 
   #crashAt(point: CrashPoint): void {
     this.#crash?.(point)
+  }
+}
+
+/** A layer set needs `diff`, `size` and `cache-id`, and no mount file. */
+function checkLayerSet(written: ReadonlySet<string>, path: string): void {
+  const missing = [LAYER_FILES.diff, LAYER_FILES.size, LAYER_FILES.cacheID].filter((f) => !written.has(f))
+  if (missing.length || written.has(MOUNT_FILES.mountID)) {
+    throw new IncompleteTransactionError(path, missing, 'it holds mount files; use commitMount()')
   }
 }
 
