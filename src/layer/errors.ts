@@ -52,6 +52,29 @@ export class LayerNotRetainedError extends Error {
   }
 }
 
+/**
+ * `registerChain` found, at its publish, that another process had registered one of its layers
+ * meanwhile, after a later layer of the chain had been made on our copy: the chain cannot be
+ * published as made, and nothing was stored. Rare (two processes registering the same new
+ * layers at the same moment); registering the chain again references the other's layers.
+ */
+export class LayerChainConflictError extends Error {
+  override readonly name = 'LayerChainConflictError'
+  readonly code = 'ERR_LAYER_CHAIN_CONFLICT'
+  readonly kind = 'conflict'
+  constructor(
+    /** The layer another process registered meanwhile. */
+    readonly chainID: string,
+    /** Our layer made on our copy of it. */
+    readonly child: string,
+  ) {
+    super(
+      `layer ${chainID} was registered by another process while this chain was being registered on its own copy ` +
+        `(layer ${child} was made on that copy); nothing was stored: register the chain again`,
+    )
+  }
+}
+
 /** A RW layer handle that was already released, or a RW layer removed by someone else. */
 export class RWLayerNotRetainedError extends Error {
   override readonly name = 'RWLayerNotRetainedError'

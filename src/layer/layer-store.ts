@@ -51,8 +51,9 @@ import type { DriverStatus } from '../graphdriver/index.js'
 import { DriverRegistry, MAX_LAYER_DEPTH, refuseReadOnlyOnly, selectDriver } from '../graphdriver/index.js'
 import type { ChainID, MountID } from '../metadata/index.js'
 import { FileMetadataStore, StoreLock, parseChainID } from '../metadata/index.js'
-import { LayerNotRetainedError, RWLayerNotRetainedError } from './errors.js'
+import { LayerNotRetainedError, LayerStoreInternalError, RWLayerNotRetainedError } from './errors.js'
 import type {
+  ChainLayerInput,
   CloseOptions,
   LayerStoreOptions,
   CreateRWLayerOptions,
@@ -61,13 +62,14 @@ import type {
   LayerInput,
   LayerMetadata,
   LayerReferences,
+  RegisterChainOptions,
   RegisterOptions,
   RegisteredLayer,
   RWLayer,
   RWLayerReleaseResult,
 } from './layer.js'
 import { adjust, readHolders, writeHolders } from './references.js'
-import { registerLayer } from './register-layer.js'
+import { registerLayers } from './register-chain.js'
 import { ROLayerHandle } from './ro-layer.js'
 import { RWLayerHandle } from './rw-layer.js'
 import { RWLayerManager } from './rw-layer-manager.js'
@@ -192,8 +194,36 @@ export class LayerStore {
   async register(tar: LayerInput, parent?: ChainID | null, options: RegisterOptions = {}): Promise<RegisteredLayer> {
     this.#core.checkWritable('register a layer')
     const holder = this.#holderFor(options.holder)
-    const { info, existed } = await registerLayer(this.#core, tar, parent ?? null, holder, options)
-    return Object.assign(this.#handle(info, holder), { existed })
+    const entry = { tar, ...(options.diffID ? { diffID: options.diffID } : {}), ...(options.descriptor ? { descriptor: options.descriptor } : {}) }
+    const [outcome] = await registerLayers(this.#core, [entry], parent ?? null, holder, {
+      ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+      ...(options.signal ? { signal: options.signal } : {}),
+    })
+    if (!outcome) throw new LayerStoreInternalError('register returned no layer')
+    return Object.assign(this.#handle(outcome.info, holder), { existed: outcome.existed })
+  }
+
+  /**
+   * Registers an image's layers in order, each on the one before (the first on `parent`), and
+   * returns a reference to each, as that many `register` calls would; but the layers are made
+   * durable together: one flush of the filesystems for the whole chain instead of one per
+   * layer, which is most of a small layer's register. Each layer is still published
+   * atomically, in order: a crash leaves a prefix of the chain registered (each layer whole,
+   * held by `holder`), as a crash between `register` calls would. The entries are read one at
+   * a time (an async iterable may open each tar when asked for it).
+   *
+   * @throws as {@link register} (nothing of the chain is stored), and LayerChainConflictError
+   *   when another process registered the same new layers at the same moment.
+   */
+  async registerChain(
+    layers: Iterable<ChainLayerInput> | AsyncIterable<ChainLayerInput>,
+    parent?: ChainID | null,
+    options: RegisterChainOptions = {},
+  ): Promise<RegisteredLayer[]> {
+    this.#core.checkWritable('register layers')
+    const holder = this.#holderFor(options.holder)
+    const outcomes = await registerLayers(this.#core, layers, parent ?? null, holder, options)
+    return outcomes.map((o) => Object.assign(this.#handle(o.info, holder), { existed: o.existed }))
   }
 
   /** True when a layer with this chain ID is registered. */

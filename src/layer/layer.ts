@@ -113,6 +113,25 @@ export interface RegisterOptions {
   readonly signal?: AbortSignal
 }
 
+/** One layer of `LayerStore.registerChain`: its tar and what the caller knows of it. */
+export interface ChainLayerInput {
+  readonly tar: LayerInput
+  /** See {@link RegisterOptions.diffID}: a layer present already is referenced unread. */
+  readonly diffID?: DiffID
+  /** See {@link RegisterOptions.descriptor}. */
+  readonly descriptor?: JsonObject
+}
+
+/** Options of `LayerStore.registerChain`. */
+export interface RegisterChainOptions {
+  /** Who holds the reference to each layer; see {@link RegisterOptions.holder}. */
+  readonly holder?: string
+  /** Called as input is read; `index` is the layer's position in the chain. */
+  readonly onProgress?: (progress: StreamProgress, index: number) => void
+  /** Aborts the chain; nothing is stored and the error is the signal's reason. */
+  readonly signal?: AbortSignal
+}
+
 /** moby's `MountInit`: writes the init layer (e.g. `/etc/hosts` placeholders) at `root`. */
 export type MountInit = (root: string) => Promise<void>
 

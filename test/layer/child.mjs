@@ -44,6 +44,11 @@ async function scenario() {
     case 'register':
       await store.register(await readFile(s.tar), s.parent, s.holder === undefined ? {} : { holder: s.holder })
       break
+    case 'register-chain': {
+      const layers = await Promise.all(s.tars.map(async (tar) => ({ tar: await readFile(tar) })))
+      await store.registerChain(layers, s.parent, { holder: s.holder })
+      break
+    }
     case 'release':
       await store.releaseHolder(s.chainID, s.holder)
       break

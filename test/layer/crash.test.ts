@@ -2,7 +2,9 @@
  * Crash safety: a child process (the built package, test/layer/child.mjs) runs one operation
  * and is SIGKILLed at each crash point it passes, in turn (the points are first recorded by a
  * run that is not killed). The store reopened afterwards must hold either the old state or
- * the new, every layer's tar stream must verify, and nothing may be orphaned after open.
+ * the new, every layer's tar stream must verify, and nothing may be orphaned after open. A
+ * chain of layers (`registerChain`) is atomic per layer: a crash may leave a prefix of it,
+ * `partial`, between the two.
  *
  * Needs `dist/`: `npm test` builds it; in a session run `npx tsc -p tsconfig.build.json`.
  */
@@ -25,21 +27,30 @@ const PARALLEL_KILLS = 3
 /** Crash tests run on one driver (overlay when built in): each kill costs a process. */
 const DRIVER = ONE_DRIVER
 
+/** What the store holds after a crash, in the order a run passes through them. */
+type State = 'old' | 'partial' | 'new'
+const RANK: Readonly<Record<State, number>> = { old: 0, partial: 1, new: 2 }
+
 /** What a scenario starts from, and how to tell its old state from its new one. */
 interface Scenario {
   readonly name: string
   /** Prepares `root` (in this process) and returns the child's scenario. */
   setup(root: string, tars: Tars): Promise<object>
-  /** 'old' or 'new'; throws when the store holds neither. */
-  classify(store: LayerStore, tars: Tars): Promise<'old' | 'new'>
+  /** 'old' or 'new' (or, for a chain, 'partial'); throws when the store holds none of them. */
+  classify(store: LayerStore, tars: Tars): Promise<State>
+  /** States that some crash point must reach (default: old and new). */
+  readonly reaches?: readonly State[]
 }
 
 interface Tars {
   readonly base: Buffer
   readonly child: Buffer
+  /** A layer for `child`'s top, for the chain scenario. */
+  readonly grandchild: Buffer
   readonly dir: string
   baseID: ChainID
   childID: ChainID
+  grandchildID: ChainID
 }
 
 async function holders(store: LayerStore, id: ChainID): Promise<Record<string, number>> {
@@ -59,6 +70,30 @@ const scenarios: Scenario[] = [
       expect(await holders(store, t.baseID)).toEqual({ base: 1 })
       if (!(await store.has(t.childID))) return 'old'
       expect(await holders(store, t.childID)).toEqual({ new: 1 })
+      return 'new'
+    },
+  },
+  {
+    name: 'registerChain (two layers, one flush)',
+    // Between the two layers' renames: the first layer alone.
+    reaches: ['old', 'partial', 'new'],
+    async setup(root, t) {
+      const store = await openStore(root, DRIVER)
+      await store.register(t.base, null, { holder: 'base' })
+      await store.close()
+      const tars = [join(t.dir, 'child.tar'), join(t.dir, 'grandchild.tar')]
+      return { kind: 'register-chain', tars, parent: t.baseID, holder: 'new' }
+    },
+    async classify(store, t) {
+      expect(await holders(store, t.baseID)).toEqual({ base: 1 })
+      const [child, grandchild] = [await store.has(t.childID), await store.has(t.grandchildID)]
+      if (!child) {
+        expect(grandchild).toBe(false)
+        return 'old'
+      }
+      expect(await holders(store, t.childID)).toEqual({ new: 1 })
+      if (!grandchild) return 'partial'
+      expect(await holders(store, t.grandchildID)).toEqual({ new: 1 })
       return 'new'
     },
   },
@@ -140,7 +175,7 @@ const scenarios: Scenario[] = [
 ]
 
 /** Reopens the store after a crash and checks the invariants; returns the state found. */
-async function verify(root: string, scenario: Scenario, tars: Tars): Promise<'old' | 'new'> {
+async function verify(root: string, scenario: Scenario, tars: Tars): Promise<State> {
   const store = await openStore(root, DRIVER)
   try {
     const state = await scenario.classify(store, tars)
@@ -178,15 +213,18 @@ describe.skipIf(skip).each(scenarios)('crash during $name', (scenario) => {
       { name: 'dir/b.txt', content: 'base b' },
     ])
     const child = await makeTar([{ name: 'c.txt', content: 'child c' }])
+    const grandchild = await makeTar([{ name: 'c.txt', content: 'grandchild c' }, { name: 'g.txt', content: 'g' }])
     const { chainIDOf, diffIDFromHex } = await import('../../src/layer/index.js')
     const { createHash } = await import('node:crypto')
     const diff = (b: Buffer) => diffIDFromHex(createHash('sha256').update(b).digest('hex'))
     const baseID = chainIDOf(null, diff(base))
     const tarDir = await tempRoot('layerstore-crash-tars-')
-    const tars: Tars = { base, child, dir: tarDir.dir, baseID, childID: chainIDOf(baseID, diff(child)) }
+    const childID = chainIDOf(baseID, diff(child))
+    const tars: Tars = { base, child, grandchild, dir: tarDir.dir, baseID, childID, grandchildID: chainIDOf(childID, diff(grandchild)) }
     await writeFile(join(tarDir.dir, 'child.tar'), child)
+    await writeFile(join(tarDir.dir, 'grandchild.tar'), grandchild)
 
-    const runOnce = async (killAt: number | undefined, trace: boolean): Promise<{ result: ChildResult; state: 'old' | 'new' }> => {
+    const runOnce = async (killAt: number | undefined, trace: boolean): Promise<{ result: ChildResult; state: State }> => {
       const t = await tempRoot('layerstore-crash-')
       try {
         const s = await scenario.setup(t.dir, tars)
@@ -218,9 +256,11 @@ describe.skipIf(skip).each(scenarios)('crash during $name', (scenario) => {
         }
       }
       await Promise.all(Array.from({ length: PARALLEL_KILLS }, killer))
-      // Once the new state is reachable by a crash, every later crash keeps it.
-      const firstNew = seen.findIndex((s) => s.endsWith('new'))
-      expect(seen.slice(firstNew === -1 ? seen.length : firstNew).every((s) => s.endsWith('new')), seen.join(', ')).toBe(true)
+      // A later crash never finds an earlier state: once the new state (or a chain's prefix)
+      // is reachable by a crash, every later crash keeps it.
+      const ranks = seen.map((s) => RANK[s.slice(s.indexOf('→') + 1) as State])
+      expect(ranks.every((r, i) => i === 0 || r >= ranks[i - 1]!), seen.join(', ')).toBe(true)
+      for (const state of scenario.reaches ?? ['old', 'new']) expect(ranks, `${state} in ${seen.join(', ')}`).toContain(RANK[state])
     } finally {
       await tarDir.remove()
     }
