@@ -5,14 +5,23 @@
  * <home>/                 0710  xattr trusted.layerstore.overlay-probe: a passed probe (probe-cache.ts)
  *   l/                    0700  short links: <LINKID> -> ../<id>/diff
  *   <id>/                 0710
- *     diff/               0755  the layer's own content (overlay upperdir)
+ *     diff/               0755  the layer's own content (overlay upperdir of a RW layer)
  *     link                0644  LINKID: 26 chars of base32 (A-Z, 2-7)
  *     lower               0644  "l/<parent LINKID>:l/<grandparent LINKID>:…", top first;
  *                               absent for a base layer
- *     work/               0700  overlay workdir; only for layers with a parent
+ *     work/               0700  overlay workdir: made for a read-write layer only (and by a
+ *                               writable get of an image layer, with `committed`)
  *     merged/             0700  mount point while mounted (made by get, removed by put)
  *     committed           0600  empty marker: mount this layer read-only from now on
  * ```
+ *
+ * A layer is committed (mounted read-only, its `diff/` a lower) when it has the `committed`
+ * marker, or a parent and no `work/`. An image layer is read-only from birth, so it gets
+ * neither (two inodes fewer per layer than before), except a base image layer, which keeps
+ * the marker: read-write base layers had no `work/` before this rule, and must still read as
+ * read-write. The marker is also written on a read-write parent when a child is made on it
+ * (moby/moby#39663); it is what tells in a Docker root, whose every layer with a parent has
+ * `work/`.
  *
  * Pure functions only: names, paths and the codecs of `link` and `lower`.
  */
@@ -21,6 +30,12 @@ import { join } from 'node:path'
 
 /** The short-link directory under home. */
 export const LINK_DIR = 'l'
+
+/** A layer's overlay work dir, under `<id>/`. */
+export const WORK_DIR = 'work'
+
+/** A layer's read-only marker, under `<id>/`. */
+export const COMMITTED_FILE = 'committed'
 
 /**
  * Length of a link id. 26 base32 chars keep `l/<id>:` at 29 bytes, so that 128 of them fit
@@ -115,7 +130,7 @@ export class OverlayLayout {
 
   /** `<home>/<id>/work`. */
   workDir(id: string): string {
-    return join(this.home, id, 'work')
+    return join(this.home, id, WORK_DIR)
   }
 
   /** `<home>/<id>/merged`: the mount point. */
@@ -135,7 +150,7 @@ export class OverlayLayout {
 
   /** `<home>/<id>/committed`. */
   committedFile(id: string): string {
-    return join(this.home, id, 'committed')
+    return join(this.home, id, COMMITTED_FILE)
   }
 
   /** `<home>/l/<linkID>`. */

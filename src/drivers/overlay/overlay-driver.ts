@@ -5,17 +5,19 @@
  * by mounts.ts. Diffs are native (overlay-diff.ts): the upper dir is the record of changes.
  *
  * Read-only and read-write views:
- * - a layer made with `create` (an image layer) gets the `committed` marker at once, and so
- *   does a parent when a child is created on it (moby's rule, moby/moby#39663: a dir must
+ * - a layer made with `create` (an image layer) is committed from birth: it gets no `work/`
+ *   (a base one gets the `committed` marker instead, see layout.ts), and a read-write parent
+ *   gets the marker when a child is created on it (moby's rule, moby/moby#39663: a dir must
  *   never be the upper of one mount and a lower of another). A committed layer is mounted
  *   without an upper: its `diff/` becomes the top lower, and every write fails with EROFS;
- * - a layer made with `createReadWrite` is mounted with `diff/` as the upper and `work/`;
+ * - a layer made with `createReadWrite` gets `work/` and is mounted with `diff/` as the upper;
  * - a base layer (no parent) cannot be an overlay on its own (overlayfs needs an upper or two
  *   lowers): its view is a bind mount of `diff/`, read-only (bind, then remount) if committed.
- * `get(id, { writable: true })` mounts the read-write way whatever the marker says, and
- * `get(id, { readOnly: true })` the read-only way (a RW layer's `diff/` as the top lower, its
- * `work/` untouched). The first `get` decides the view; later ones share it until the last
- * `put`, and one asking for the other view gets `MountModeConflictError`.
+ * `get(id, { writable: true })` mounts the read-write way whatever the marker says (making an
+ * image layer's `work/` first, and its marker), and `get(id, { readOnly: true })` the
+ * read-only way (a RW layer's `diff/` as the top lower, its `work/` untouched). The first
+ * `get` decides the view; later ones share it until the last `put`, and one asking for the
+ * other view gets `MountModeConflictError`.
  *
  * Opened read-only (`readOnly`, for a read-only store such as a Docker data root), the driver
  * writes and mounts nothing: create, remove, get and applyDiff are refused, and `cleanup`
@@ -58,7 +60,7 @@ import { OverlayLayerCorruptError, OverlayMaxDepthError, OverlayMountError, Over
 import { OverlayDiff } from './overlay-diff.js'
 import { LayerInfoCache } from './layer-info-cache.js'
 import type { OverlayLayerInfo } from './layer-files.js'
-import { maintainHome, makeLayerDir, readLayerInfo, resolveLowerDirs, unlinkIfOurs } from './layer-files.js'
+import { maintainHome, makeLayerDir, makeWorkDir, readLayerInfo, resolveLowerDirs, unlinkIfOurs } from './layer-files.js'
 import { generateLinkID, LINK_DIR, lowerEntry, OverlayLayout, parseLink, SCRATCH_MARK, scratchName } from './layout.js'
 import type { OverlayMountPlan } from './mount-plan.js'
 import { planOverlayMount } from './mount-plan.js'
@@ -178,9 +180,12 @@ export class OverlayDriver implements DiffGetterDriver {
         id,
         link,
         lowers,
-        committed: readOnly,
+        work: !readOnly,
+        // An image layer with a parent is committed by having no `work/`; a base one cannot
+        // be (see layout.ts).
+        committed: readOnly && parent === null,
         // From now on the parent is only ever a lower (see the module doc); a parent committed
-        // already (every image layer) keeps its marker as it is.
+        // already (every image layer) is left as it is.
         markParent: parent !== null && !parentInfo?.committed ? parent : null,
       })
     } catch (err) {
@@ -227,6 +232,9 @@ export class OverlayDriver implements DiffGetterDriver {
     let mounted = false
     await this.#counter.acquire(merged, async () => {
       const plan = this.#plan(id, info, options)
+      // A writable view of a committed layer with a parent has `diff/` as its upper: an image
+      // layer has no `work/` for it yet.
+      if (info.committed && !this.#wantsReadOnly(info, options) && info.lowers.length > 0) await makeWorkDir(this.layout, id)
       await mkdir(merged, { mode: 0o700 }).catch((err: unknown) => {
         if (!hasErrno(err, 'EEXIST')) throw err
       })
@@ -349,7 +357,8 @@ export class OverlayDriver implements DiffGetterDriver {
   }
 
   /**
-   * Reads a layer's `link`, `lower` and `committed`. `OverlayLayerCorruptError` when `link`
+   * Reads a layer's `link`, `lower` and whether it is committed (the marker, or a parent and
+   * no `work/`). `OverlayLayerCorruptError` when `link`
    * or `lower` is empty or malformed (a crash before moby's atomic writes; moby/moby#46498).
    */
   async layerInfo(id: string): Promise<OverlayLayerInfo> {
