@@ -17,6 +17,8 @@ import { ChunkLeaseError } from './errors.js'
 export const DEFAULT_CHUNK_SIZE = 256 << 10
 /** Default buffers kept for reuse: one lent, one being read, and slack for holds. */
 export const DEFAULT_POOL_BUFFERS = 4
+/** The unit a small file's buffer is rounded up to. */
+const PAGE = 4096
 /** What a released buffer is filled with when `poison` is set. */
 export const POISON_BYTE = 0xdb
 
@@ -99,10 +101,15 @@ interface ReadDone {
 
 const DONE: IteratorReturnResult<undefined> = Object.freeze({ done: true, value: undefined })
 
+/** The end of a file found by a short read: no buffer behind it, nothing to recycle. */
+const EMPTY_SLOT: Slot = Object.freeze({ buf: Buffer.alloc(0), pooled: false, holds: 0 })
+
 class FileChunkReader implements FileChunks {
   readonly recycler: ChunkRecycler
   readonly #path: string | Buffer
   readonly #chunkSize: number
+  /** Bytes per buffer: the chunk size, or less for a smaller file (set at open). */
+  #bufferSize: number
   readonly #max: number
   readonly #poison: boolean
   /** The buffer behind each chunk lent or being read, by its memory. */
@@ -122,6 +129,7 @@ class FileChunkReader implements FileChunks {
     if (!Number.isSafeInteger(buffers) || buffers < 2) throw new RangeError(`buffers must be an integer of at least 2, got ${buffers}`)
     this.#path = path
     this.#chunkSize = size
+    this.#bufferSize = size
     this.#max = buffers
     this.#poison = options.poison === true
     this.recycler = { hold: (c) => this.#hold(c), release: (c) => this.#release(c) }
@@ -138,7 +146,13 @@ class FileChunkReader implements FileChunks {
   async next(): Promise<IteratorResult<Buffer, undefined>> {
     if (this.#ended) return DONE
     try {
-      if (this.#fd === null) this.#fd = await open(this.#path)
+      if (this.#fd === null) {
+        this.#fd = await open(this.#path)
+        // A file smaller than a chunk gets a buffer just larger than itself: the one read is
+        // then short, which ends the file (a small layer costs kilobytes, not a chunk).
+        const size = await fileSize(this.#fd)
+        if (size < this.#chunkSize) this.#bufferSize = Math.min(this.#chunkSize, (Math.floor(size / PAGE) + 1) * PAGE)
+      }
       const { slot, n } = await (this.#ahead ?? this.#read())
       this.#ahead = null
       if (n === 0) {
@@ -147,10 +161,16 @@ class FileChunkReader implements FileChunks {
         return DONE
       }
       slot.holds = 1
-      // Double buffering: the next read runs while the consumer works on this chunk.
-      this.#ahead = this.#read()
-      // Seen by the next `next()` or by `return()`; never unhandled meanwhile.
-      this.#ahead.catch(() => undefined)
+      if (n < slot.buf.length) {
+        // A short read of a regular file is its end: the next `next()` needs no buffer (a
+        // small file, e.g. a layer of a long chain, then costs one buffer, not two).
+        this.#ahead = Promise.resolve({ slot: EMPTY_SLOT, n: 0 })
+      } else {
+        // Double buffering: the next read runs while the consumer works on this chunk.
+        this.#ahead = this.#read()
+        // Seen by the next `next()` or by `return()`; never unhandled meanwhile.
+        this.#ahead.catch(() => undefined)
+      }
       return { done: false, value: n === slot.buf.length ? slot.buf : slot.buf.subarray(0, n) }
     } catch (err) {
       await this.#end()
@@ -168,7 +188,7 @@ class FileChunkReader implements FileChunks {
     const slot = this.#take()
     const fd = this.#fd!
     const position = this.#position
-    this.#position += this.#chunkSize
+    this.#position += this.#bufferSize
     return new Promise((resolve, reject) => {
       fs.read(fd, slot.buf, 0, slot.buf.length, position, (err, n) => {
         if (err !== null) {
@@ -187,7 +207,7 @@ class FileChunkReader implements FileChunks {
     this.#allocated++
     // Slow: a buffer of its own, never a slice of Node's shared pool, so that its memory
     // identifies it (and poisoning it touches nothing else).
-    const slot: Slot = { buf: Buffer.allocUnsafeSlow(this.#chunkSize), pooled, holds: 0 }
+    const slot: Slot = { buf: Buffer.allocUnsafeSlow(this.#bufferSize), pooled, holds: 0 }
     this.#slots.set(slot.buf.buffer, slot)
     return slot
   }
@@ -225,6 +245,12 @@ class FileChunkReader implements FileChunks {
     this.#fd = null
     if (fd !== null) await new Promise<void>((resolve) => fs.close(fd, () => resolve()))
   }
+}
+
+function fileSize(fd: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    fs.fstat(fd, (err, st) => (err !== null ? reject(err) : resolve(st.size)))
+  })
 }
 
 function open(path: string | Buffer): Promise<number> {

@@ -34,6 +34,9 @@ export interface JsonPackerOptions {
   readonly gzip?: boolean
 }
 
+/** The batch after `finish`: never written into (add() refuses by then). */
+const NO_BATCH = Buffer.alloc(0)
+
 /**
  * Writes entries to a Writable as tar-split JSON lines, byte for byte as Go writes them.
  *
@@ -136,18 +139,21 @@ export class JsonPacker implements EntrySink {
     await this.#done
   }
 
-  /** Writes what is buffered, if anything; true when the output asks us to wait for 'drain'. */
-  #writeBatch(): boolean {
+  /**
+   * Writes what is buffered, if anything; true when the output asks us to wait for 'drain'.
+   * `last`: nothing follows (`finish`), so no fresh batch is needed.
+   */
+  #writeBatch(last = false): boolean {
     if (this.#batchBytes === 0) return false
     // The output keeps the chunk until zlib or the file took it: a fresh buffer for the next.
     const chunk = this.#batch.subarray(0, this.#batchBytes)
-    this.#batch = Buffer.allocUnsafe(BATCH_BYTES)
+    this.#batch = last ? NO_BATCH : Buffer.allocUnsafe(BATCH_BYTES)
     this.#batchBytes = 0
     return !this.#target.write(chunk)
   }
 
   #flush(): void | Promise<void> {
-    if (this.#writeBatch()) return this.#drain()
+    if (this.#writeBatch(true)) return this.#drain()
   }
 
   #drain(): Promise<void> {

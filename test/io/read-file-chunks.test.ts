@@ -44,7 +44,17 @@ describe('readFileChunks', () => {
     const views: Buffer[] = []
     for await (const c of src) views.push(c)
     expect(Buffer.concat(views).equals(data)).toBe(true)
-    expect(src.buffersAllocated).toBe(Math.ceil(data.length / 4096) + 1)
+    // One buffer per chunk, none more: the short last chunk ends the file.
+    expect(src.buffersAllocated).toBe(Math.ceil(data.length / 4096))
+  })
+
+  it('reads a file smaller than a chunk into one buffer', async () => {
+    const data = randomBytes(3000)
+    const src = readFileChunks(file(data), { chunkSize: 4096 })
+    const got: Buffer[] = []
+    for await (const c of src) got.push(Buffer.from(c))
+    expect(Buffer.concat(got).equals(data)).toBe(true)
+    expect(src.buffersAllocated).toBe(1)
   })
 
   it('poisons a buffer at its last release, not before; holds count', async () => {
