@@ -9,7 +9,8 @@
  *   point (0-based) is passed; with `trace: true`, print every point passed as `point <name>`.
  *   Prints `done` when the scenario (and `close()`) finished; with `hold: true` it prints
  *   `holding` instead and keeps the store open until killed.
- * - `worker`: register and release chains of layers at random under its own holder name,
+ * - `worker`: register (layer by layer, or with `registerChain`) and release chains of layers
+ *   at random under its own holder name,
  *   then (with `releaseAll`) release them all, print its net reference counts as
  *   `refs <json>` and exit without releasing what it still holds.
  */
@@ -114,12 +115,29 @@ async function worker() {
       bump(base, -1)
     } else {
       const chain = chains[Math.floor(random() * chains.length)]
-      current = `op ${i}: register a base and its child`
-      const base = await store.register(chain.base, null, { holder })
-      bump(base.chainID, 1)
-      const child = await store.register(chain.child, base.chainID, { holder })
-      bump(child.chainID, 1)
-      held.push([child.chainID, base.chainID])
+      if (random() < 0.5) {
+        current = `op ${i}: register a base and its child`
+        const base = await store.register(chain.base, null, { holder })
+        bump(base.chainID, 1)
+        const child = await store.register(chain.child, base.chainID, { holder })
+        bump(child.chainID, 1)
+        held.push([child.chainID, base.chainID])
+      } else {
+        // The same two layers as one chain: it races with the registers and releases of the
+        // others; a conflict stores nothing and is retried, as its error says.
+        for (let attempt = 1; ; attempt++) {
+          current = `op ${i}: registerChain of a base and its child (attempt ${attempt})`
+          try {
+            const [base, child] = await store.registerChain([{ tar: chain.base }, { tar: chain.child }], null, { holder })
+            bump(base.chainID, 1)
+            bump(child.chainID, 1)
+            held.push([child.chainID, base.chainID])
+            break
+          } catch (err) {
+            if (err?.code !== 'ERR_LAYER_CHAIN_CONFLICT' || attempt === 5) throw err
+          }
+        }
+      }
     }
   }
   // Some workers give everything back, deleting layers while the others still work on them.

@@ -1,6 +1,7 @@
 /**
- * Several processes (the built package, test/layer/child.mjs) register and release
- * overlapping chains of layers on one root at once, each under its own holder name. Layers
+ * Several processes (the built package, test/layer/child.mjs) register (layer by layer or
+ * with `registerChain`) and release overlapping chains of layers on one root at once, each
+ * under its own holder name. Layers
  * are deleted and registered again while others use their parents. Afterwards every layer's
  * holders must be exactly the workers' net counts (no lost or double reference), every layer
  * must stream back its exact bytes (no half layer), nothing must be orphaned, and no worker
