@@ -9,13 +9,19 @@
 import { join } from 'node:path'
 import type { layer } from '../index.js'
 import type { DriverSpec } from './driver-spec.js'
-import { changesAndCommit, driverRWCycles, exportLayers, openDriver, openStore, registerLayers, releaseChain, storeRWCycles } from './operations.js'
+import { changesAndCommit, driverRWCycles, exportLayers, openDriver, openStore, registerChain, registerLayers, releaseChain, storeRWCycles } from './operations.js'
 
 type ChainID = layer.ChainID
 
 /** A job for the child. Every job names the store root and the driver. */
 export type ChildJob = { readonly root: string; readonly spec: DriverSpec } & (
-  | { readonly op: 'register'; readonly parent: string | null; readonly steps: readonly { readonly name: string; readonly tars: readonly string[] }[] }
+  | {
+      readonly op: 'register'
+      readonly parent: string | null
+      readonly steps: readonly { readonly name: string; readonly tars: readonly string[] }[]
+      /** Each step with one `registerChain` call, timed as one, instead of a `register` per tar. */
+      readonly chain?: boolean
+    }
   | { readonly op: 'rw'; readonly depths: readonly { readonly depth: number; readonly chainID: string }[]; readonly cycles: number }
   | { readonly op: 'changes'; readonly tar: string; readonly name: string }
   | { readonly op: 'export'; readonly steps: readonly { readonly name: string; readonly chainIDs: readonly string[] }[] }
@@ -36,6 +42,12 @@ async function runJob(job: ChildJob): Promise<unknown> {
         let parent = job.parent as ChainID | null
         const steps = []
         for (const step of job.steps) {
+          if (job.chain) {
+            const t = await registerChain(store, step.tars, parent)
+            parent = t.chainIDs.at(-1) ?? parent
+            steps.push({ name: step.name, seconds: t.seconds, chainIDs: t.chainIDs, existed: t.existed, maxRssMiB: peakMiB() })
+            continue
+          }
           const timings = await registerLayers(store, step.tars, parent)
           parent = timings.at(-1)?.chainID ?? parent
           steps.push({

@@ -159,8 +159,15 @@ describe.skipIf(!isRoot)('layerctl bench: runs', () => {
     expect(results.options).toMatchObject({ drivers: ['vfs'], workloads: ['chain', 'app'], reps: 1, depths: [1, 3] })
     const ops = new Set(results.summary.map((row: { operation: string }) => row.operation))
     expect([...ops].sort()).toEqual(
-      ['chain', 'changes', 'commit', 'export', 'register', 'register-existing', 'release', 'rw-create', 'rw-mount', 'rw-remove', 'rw-unmount'].sort(),
+      ['chain', 'changes', 'commit', 'export', 'register', 'register-chain', 'register-existing', 'release', 'rw-create', 'rw-mount', 'rw-remove', 'rw-unmount'].sort(),
     )
+    // register-chain: one timed registerChain call, beside chain in the report, read against chain's own reference run.
+    const operations = results.summary.map((row: { operation: string }) => row.operation)
+    expect(operations.indexOf('register-chain')).toBe(operations.lastIndexOf('chain') + 1)
+    const sampleOf = (operation: string, tool: string) => results.samples.filter((s: { operation: string; tool: string }) => s.operation === operation && s.tool === tool)
+    expect(sampleOf('register-chain', 'layerstore')).toHaveLength(1)
+    expect(sampleOf('register-chain', 'reference')).toEqual(sampleOf('chain', 'reference').map((s: object) => ({ ...s, operation: 'register-chain' })))
+    expect(sampleOf('register-chain', 'layerstore')[0]).toMatchObject({ workload: 'chain', entries: sampleOf('chain', 'layerstore')[0].entries })
     for (const row of results.summary) {
       expect(row.driver).toBe('vfs')
       expect(row.seconds.n).toBeGreaterThan(0)
