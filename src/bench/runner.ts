@@ -25,6 +25,7 @@ import createDebug from 'debug'
 import { loadavg } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { LAYERCTL_NODE_FLAGS } from '../cli/node-flags.js'
 import type { DriverSpec } from './driver-spec.js'
 import { BenchInterruptedError, BenchStepError } from './errors.js'
 import { syncAll, timeCommand, warm } from './measure.js'
@@ -121,7 +122,8 @@ export async function runBench(options: BenchOptions): Promise<BenchResults> {
     const child = async (job: ChildJob): Promise<unknown> => {
       check()
       debug('child %s %s on %s', job.op, job.spec.label, job.root)
-      const run = await timeCommand([process.execPath, CHILD, JSON.stringify(job)], { keepStdout: true, signal: scratch.signal })
+      // With layerctl's node flags: the child is what `layerctl register` would be.
+      const run = await timeCommand([process.execPath, ...LAYERCTL_NODE_FLAGS, CHILD, JSON.stringify(job)], { keepStdout: true, signal: scratch.signal })
       return JSON.parse(run.stdout ?? 'null') as unknown
     }
     const prepare = async (tars: readonly string[]): Promise<void> => {
