@@ -15,8 +15,12 @@
  */
 import { createHash } from 'node:crypto'
 
-/** Slots at the start: 64 KiB of table, enough for a few thousand names without a resize. */
-const INITIAL_SLOTS = 4096
+/**
+ * Slots at the start: 4 KiB of table, enough for a small layer's names. Each layer has a set
+ * of its own, and a long chain of small layers would otherwise drop 68 KiB of table per
+ * layer on the collector; a big layer doubles the table a few times (log2 of its names / 192).
+ */
+const INITIAL_SLOTS = 256
 /** Four 32-bit words of digest per slot. */
 const WORDS = 4
 
