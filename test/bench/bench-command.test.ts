@@ -11,6 +11,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { checkXml } from './check-xml.js'
+import { mountsUnder } from '../mounts.js'
 
 const LAYERCTL = fileURLToPath(new URL('../../bin/layerctl', import.meta.url))
 const isRoot = process.getuid?.() === 0
@@ -29,13 +30,6 @@ function makeTar(dir: string, tar: string, files: Record<string, string>): void 
   }
   const r = spawnSync('tar', ['-c', '--numeric-owner', '-C', dir, '-f', tar, '.'])
   if (r.status !== 0) throw new Error(`tar failed: ${r.stderr.toString()}`)
-}
-
-function mountsUnder(dir: string): string[] {
-  return readFileSync('/proc/self/mountinfo', 'utf8')
-    .split('\n')
-    .map((l) => l.split(' ')[4] ?? '')
-    .filter((m) => m.startsWith(dir + '/'))
 }
 
 describe('layerctl bench: arguments', () => {
@@ -84,7 +78,7 @@ describe.skipIf(!isRoot)('layerctl bench: runs', () => {
   })
 
   afterEach(() => {
-    for (const m of mountsUnder(dir).reverse()) spawnSync('umount', ['-l', m])
+    for (const m of mountsUnder(dir)) spawnSync('umount', ['-l', m])
     rmSync(dir, { recursive: true, force: true })
   })
 

@@ -4,13 +4,14 @@
  * `npx tsc -p tsconfig.build.json`) in subprocesses, against temporary roots.
  */
 import { spawn, spawnSync } from 'node:child_process'
-import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync, writeSync } from 'node:fs'
+import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, rmSync, writeFileSync, writeSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { gzipSync } from 'node:zlib'
 import { pack } from 'tar-stream'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { mountsUnder } from '../mounts.js'
 
 const LAYERCTL = fileURLToPath(new URL('../../bin/layerctl', import.meta.url))
 const isRoot = process.getuid?.() === 0
@@ -63,14 +64,6 @@ function leftovers(root: string, driver: string): string[] {
   const home = join(root, driver)
   const driverLayers = [home, ...list(home)].flatMap((d) => list(d)).filter((p) => /[0-9a-f]{64}(-init)?$/.test(p))
   return [...list(join(db, 'tmp')).filter((p) => p.includes('write-set-')), ...list(join(db, 'sha256')), ...driverLayers]
-}
-
-function mountsUnder(dir: string): string[] {
-  return readFileSync('/proc/self/mountinfo', 'utf8')
-    .split('\n')
-    .map((l) => l.split(' ')[4] ?? '')
-    .filter((m) => m.startsWith(dir + '/'))
-    .reverse()
 }
 
 type Registered = { chainID: string; diffID: string; parent: string | null; depth: number; ref: string; existed: boolean }

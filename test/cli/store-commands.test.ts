@@ -13,6 +13,7 @@ import { gzipSync } from 'node:zlib'
 import { pack } from 'tar-stream'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { StoreLock } from '../../src/metadata/index.js'
+import { mountsUnder } from '../mounts.js'
 
 const LAYERCTL = fileURLToPath(new URL('../../bin/layerctl', import.meta.url))
 const isRoot = process.getuid?.() === 0
@@ -39,15 +40,6 @@ async function makeTar(entries: Array<{ name: string; content?: string; type?: '
   p.finalize()
   await done
   return Buffer.concat(chunks)
-}
-
-/** Mount points under `dir`, deepest first. */
-function mountsUnder(dir: string): string[] {
-  return readFileSync('/proc/self/mountinfo', 'utf8')
-    .split('\n')
-    .map((l) => l.split(' ')[4] ?? '')
-    .filter((m) => m.startsWith(dir + '/'))
-    .reverse()
 }
 
 /** What a failed or interrupted operation must not leave: open write sets, records, driver layers. */

@@ -30,13 +30,13 @@ import { overlay2DriverFactory, OverlayDriver } from '../../src/drivers/overlay/
 import { chainIDOf, LayerStore } from '../../src/layer/index.js'
 import type { ChainID } from '../../src/metadata/index.js'
 import { parseDiffID } from '../../src/metadata/index.js'
-import { readMountInfo } from '../../src/native/index.js'
 import { readDockerManifest, writeDockerArchive } from '../helpers/docker-archive.js'
 import { DockerdUnavailableError, dockerdSkipReason, startDockerd } from '../helpers/dockerd.js'
 import type { Dockerd } from '../helpers/dockerd.js'
 import { diffTrees, snapshotTree } from '../helpers/tree.js'
 import { JsonPacker, disassemble } from '../../src/tarsplit/index.js'
 import { lgetxattr } from '../../src/native/index.js'
+import { mountsUnder } from '../mounts.js'
 
 const run = promisify(execFile)
 const TAG = 'layerstore-compat:test'
@@ -54,11 +54,6 @@ async function dockerDriver(root: string): Promise<OverlayDriver> {
   const driver = await overlay2DriverFactory.openReadOnly!({ home: join(root, 'overlay2') })
   if (!(driver instanceof OverlayDriver)) throw new Error('overlay2 did not open an OverlayDriver')
   return driver
-}
-
-/** Mount points at or under `dir`. */
-async function mountsUnder(dir: string): Promise<string[]> {
-  return (await readMountInfo()).map((m) => m.mountPoint).filter((p) => p === dir || p.startsWith(`${dir}/`))
 }
 
 /** Names, sizes and mtimes of everything under `dir` (symlinks not followed). */

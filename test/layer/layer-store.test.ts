@@ -9,10 +9,10 @@ import { builtinDrivers } from '../../src/drivers/index.js'
 import { DriverRegistry } from '../../src/graphdriver/index.js'
 import { StoreLock } from '../../src/metadata/index.js'
 import { EMPTY_LAYER_DIFF_ID, LayerStore as Store, READ_ONLY_HOLDER, chainIDOf } from '../../src/layer/index.js'
-import { readMountInfo } from '../../src/native/index.js'
 import { diffTrees, snapshotTree } from '../helpers/tree.js'
 import type { ChainID, DiffID, Layer, LayerStore, RegisteredLayer } from '../../src/layer/index.js'
 import { ONE_DRIVER, createLayer, driverNames, expectNoOrphans, makeTar, openStore, readAll, sha256, slices, storeFixture, tempRoot } from './helpers.js'
+import { mountsUnder } from '../mounts.js'
 
 const isRoot = process.getuid?.() === 0
 if (!isRoot) console.warn('layer store tests skipped: they need root (drivers mount, files get owners)')
@@ -340,11 +340,6 @@ describe.skipIf(!isRoot).each(driverNames())('LayerStore on %s', (driverName) =>
     expect(await fx.store.has(layer.chainID)).toBe(false)
   })
 })
-
-/** Mount points at or under `dir`. */
-async function mountsUnder(dir: string): Promise<string[]> {
-  return (await readMountInfo()).map((m) => m.mountPoint).filter((p) => p === dir || p.startsWith(`${dir}/`))
-}
 
 describe.skipIf(!isRoot).each(driverNames())('a read-only LayerStore on %s (issue 6)', (driverName) => {
   let root: string

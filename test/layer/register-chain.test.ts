@@ -61,6 +61,16 @@ function unread(): ChainLayerInput['tar'] {
 describe.skipIf(!isRoot).each(driverNames())('registerChain on %s', (driverName) => {
   const fx = storeFixture(driverName)
 
+  /** Runs `fn` with a second store on the test's root: "another process", driven by the test. */
+  async function withOtherStore(fn: (other: LayerStore) => Promise<void>): Promise<void> {
+    const other = await openStore(fx.root, driverName)
+    try {
+      await fn(other)
+    } finally {
+      await other.close()
+    }
+  }
+
   it('gives what as many register calls give, and the top layer shows every layer', async () => {
     const tars = await threeLayers()
     const layers = await fx.store.registerChain(tars.map((tar) => ({ tar })), null, { holder: 'img' })
@@ -147,8 +157,7 @@ describe.skipIf(!isRoot).each(driverNames())('registerChain on %s', (driverName)
   it('adopts the layers another process registers meanwhile, and drops its own copies of them', async () => {
     const tars = await threeLayers()
     const ids = chainIDsOf(tars)
-    const other = await openStore(fx.root, driverName)
-    try {
+    await withOtherStore(async (other) => {
       // Asked for layer 3, layers 1 and 2 (ours made, not committed) appear elsewhere first:
       // layer 3 is then made on their layer 2, and our copies are dropped.
       async function* entries(): AsyncGenerator<ChainLayerInput> {
@@ -166,16 +175,13 @@ describe.skipIf(!isRoot).each(driverNames())('registerChain on %s', (driverName)
         expect(await holders(fx.store, l.chainID)).toEqual(i < 2 ? { other: 1, img: 1 } : { img: 1 })
       }
       expect((await driverIDs(fx.root, driverName)).length).toBe(3)
-    } finally {
-      await other.close()
-    }
+    })
   })
 
   it('with a layer registered elsewhere after its child was made on our copy: typed error, nothing stored', async () => {
     const tars = await threeLayers()
     const ids = chainIDsOf(tars)
-    const other = await openStore(fx.root, driverName)
-    try {
+    await withOtherStore(async (other) => {
       // Layer 1 appears after it was looked up, once layer 2 was made on our copy of it.
       async function* entries(): AsyncGenerator<ChainLayerInput> {
         yield { tar: tars[0]! }
@@ -190,8 +196,6 @@ describe.skipIf(!isRoot).each(driverNames())('registerChain on %s', (driverName)
       // Registering again references theirs.
       const again = await fx.store.registerChain([{ tar: tars[0]! }, { tar: tars[1]! }], null, { holder: 'img' })
       expect(again.map((l) => l.existed)).toEqual([true, false])
-    } finally {
-      await other.close()
-    }
+    })
   })
 })
