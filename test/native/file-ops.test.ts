@@ -8,6 +8,7 @@ import {
   devMajor,
   devMinor,
   ficlone,
+  ficloneSync,
   futimens,
   makedev,
   mknod,
@@ -168,7 +169,16 @@ describe('file ops', () => {
       if (['ext4', 'tmpfs', 'overlay'].includes(await fsTypeOf(dir))) {
         expect(clone).toBeInstanceOf(SyscallError)
         expect(clone).toMatchObject({ code: 'EOPNOTSUPP', kind: 'not-supported', syscall: 'ioctl' })
+        // The same answer on this thread, from the synchronous call.
+        let syncClone: unknown
+        try {
+          ficloneSync(outFd, inFd)
+        } catch (err) {
+          syncClone = err
+        }
+        expect(syncClone).toMatchObject({ code: 'EOPNOTSUPP', kind: 'not-supported', syscall: 'ioctl' })
       }
+      expect(() => ficloneSync(-1, inFd)).toThrow(NativeArgumentError)
       await expect(copyFileRange(-1, 0, outFd, 0, 1)).rejects.toBeInstanceOf(NativeArgumentError)
       await expect(copyFileRange(inFd, 0, inFd + 1000, 0, 1)).rejects.toMatchObject({ code: 'EBADF' })
     } finally {
