@@ -26,6 +26,7 @@
  * the publish: the layers renamed into place before it stay registered, as after a crash.
  */
 import createDebug from 'debug'
+import { settleAll } from '../settle-all.js'
 import type { ChainID } from '../metadata/index.js'
 import { Transaction, parseChainID, parseDiffID } from '../metadata/index.js'
 import { chainIDOf } from './chain-id.js'
@@ -138,6 +139,8 @@ export async function registerLayers(
 async function publish(core: StoreCore, steps: Step[], holder: string, referenced: ChainID[]): Promise<RegisterOutcome[]> {
   const { driver, metadata } = core
   const prepared = steps.flatMap((s) => ('prepared' in s ? [s.prepared] : []))
+  // Every set's files are written before the lock is taken (see register-layer.ts).
+  await settleAll(prepared.map((p) => p.written))
   const dropped: PreparedLayer[] = []
   const outcomes = await core.exclusive(async () => {
     const exists = await Promise.all(prepared.map((p) => metadata.hasLayer(p.chainID)))

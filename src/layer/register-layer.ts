@@ -11,7 +11,9 @@
  *    the driver creates that directory (a concurrent orphan scan then leaves it alone, and
  *    after a crash finds it). Outside the lock: create; stream the input once into the
  *    driver and the tar-split.
- * 3. Write `diff`, `size`, our `references.json` (the caller's holder) into the set.
+ * 3. Write `diff`, `size`, our `references.json` (the caller's holder) into the set. These
+ *    writes and the end of the tar-split are not waited for here (`written`): the publish
+ *    waits for them, so a chain makes its next layer while they finish.
  *
  * On failure everything of its own is removed: the driver layer first (while the write set
  * names it, no scan deletes it), then the set.
@@ -43,6 +45,11 @@ export interface PreparedLayer {
   readonly info: LayerInfo
   /** The driver layer it was made on, if any. */
   readonly parentCacheID: CacheID | null
+  /**
+   * Settles once the tar-split and the record files are written (rejects with their first
+   * failure; never unhandled). Await it before the commit, and before a discard.
+   */
+  readonly written: Promise<void>
   /** Uncompressed bytes read and how they were compressed (for the log). */
   readonly bytes: number
   readonly compression: string
@@ -83,6 +90,7 @@ export async function prepareLayer(
   const cacheID = newCacheID()
   let created = false
   let tx: Transaction | undefined
+  let pending: Promise<unknown> | undefined
   try {
     const checkDepth = (info: LayerInfo): void => {
       if (info.depth >= core.maxDepth) throw new MaxDepthExceededError(info.chainID, info.depth, core.maxDepth)
@@ -123,20 +131,25 @@ export async function prepareLayer(
     } finally {
       discard(tar)
     }
-    await packer.finish()
+    // The tar-split's end and the record files are independent writes, which the publish
+    // waits for (`written`): a chain makes its next layer meanwhile.
+    const tarSplitDone = packer.finish()
+    tarSplitDone.catch(() => undefined)
+    pending = tarSplitDone
     core.crash('register:after-apply')
     if (options.diffID !== undefined && streamed.diffID !== options.diffID) {
       throw new LayerDigestMismatchError(options.diffID, streamed.diffID, 'register')
     }
     const chainID = chainIDOf(parentInfo?.chainID ?? null, streamed.diffID)
-    // Independent files: written at once (the commit makes them durable together).
-    await settleAll([
+    const written = settleAll([
+      tarSplitDone,
       set.setDiffID(streamed.diffID),
       set.setSize(streamed.size),
       ...(options.descriptor ? [set.setDescriptor(options.descriptor)] : []),
       set.setExtra(REFERENCES_FILE, holdersJson(new Map([[options.holder, 1]]))),
-    ])
-    core.crash('register:before-commit')
+    ]).then(() => core.crash('register:before-commit'))
+    written.catch(() => undefined)
+    pending = written
     const record = {
       chainID,
       diffID: streamed.diffID,
@@ -148,8 +161,10 @@ export async function prepareLayer(
     }
     // Described without reading it back (a discarded one's cache ID never comes back).
     const info = core.describeRecord(record, parentInfo)
-    return { tx: set, chainID, info, parentCacheID, bytes: streamed.bytes, compression: streamed.compression }
+    return { tx: set, chainID, info, parentCacheID, written, bytes: streamed.bytes, compression: streamed.compression }
   } catch (err) {
+    // Writes still in flight end first: the set is removed under none of them.
+    await pending?.catch(() => undefined)
     if (created) await driver.remove(cacheID).catch((e: unknown) => debug('removing %s failed: %s', cacheID, e))
     await tx?.cancel().catch((e: unknown) => debug('cancelling %s failed: %s', tx?.path, e))
     throw err
@@ -159,6 +174,7 @@ export async function prepareLayer(
 /** Removes a prepared layer that will not be committed (the driver layer first, as above). */
 export async function discardPrepared(core: StoreCore, layer: PreparedLayer): Promise<void> {
   const { cacheID } = layer.info
+  await layer.written.catch(() => undefined)
   await core.driver.remove(cacheID).catch((err: unknown) => debug('removing %s failed: %s', cacheID, err))
   await layer.tx.cancel().catch((err: unknown) => debug('cancelling %s failed: %s', layer.tx.path, err))
 }
