@@ -51,20 +51,33 @@ export async function linkTree(src: string | Buffer, dst: string | Buffer): Prom
 }
 
 async function linkChildren(srcDir: Buffer, dstDir: Buffer, stats: LinkTreeStats): Promise<void> {
-  const names = await readdir(srcDir, { encoding: 'buffer' })
-  for (let i = 0; i < names.length; i += PARALLEL) {
+  // With the entries' types: a file (most entries) is linked without an lstat of its own.
+  const entries = await readdir(srcDir, { encoding: 'buffer', withFileTypes: true })
+  for (let i = 0; i < entries.length; i += PARALLEL) {
     await Promise.all(
-      names
+      entries
         .slice(i, i + PARALLEL)
-        .map((name) => linkEntry(Buffer.concat([srcDir, SLASH, name]), Buffer.concat([dstDir, SLASH, name]), stats)),
+        .map((entry) => linkEntry(Buffer.concat([srcDir, SLASH, entry.name]), Buffer.concat([dstDir, SLASH, entry.name]), entry, stats)),
     )
   }
 }
 
-async function linkEntry(from: Buffer, to: Buffer, stats: LinkTreeStats): Promise<void> {
-  const st = await lstat(from, { bigint: true })
-  const type = Number(st.mode) & fsConstants.S_IFMT
-  if (type === fsConstants.S_IFDIR) {
+/** What a directory listing says of an entry's type (all false: not reported). */
+interface EntryType {
+  isFile(): boolean
+  isBlockDevice(): boolean
+  isCharacterDevice(): boolean
+  isFIFO(): boolean
+  isSocket(): boolean
+}
+
+async function linkEntry(from: Buffer, to: Buffer, entry: EntryType, stats: LinkTreeStats): Promise<void> {
+  // A directory or symlink needs its stat for its metadata; so does an entry whose type the
+  // filesystem did not report (every is*() false), to learn it.
+  const known = entry.isFile() || entry.isBlockDevice() || entry.isCharacterDevice() || entry.isFIFO() || entry.isSocket()
+  const st = known ? null : await lstat(from, { bigint: true })
+  const type = st === null ? null : Number(st.mode) & fsConstants.S_IFMT
+  if (st !== null && type === fsConstants.S_IFDIR) {
     await mkdir(to, { mode: 0o700 })
     await linkChildren(from, to, stats)
     // After the children: making them bumps the directory's mtime.
@@ -72,7 +85,7 @@ async function linkEntry(from: Buffer, to: Buffer, stats: LinkTreeStats): Promis
     stats.dirs++
     return
   }
-  if (type === fsConstants.S_IFLNK) {
+  if (st !== null && type === fsConstants.S_IFLNK) {
     await symlink(await readlink(from, { encoding: 'buffer' }), to)
     copyMetadata(from, to, st)
     stats.symlinks++
@@ -82,9 +95,10 @@ async function linkEntry(from: Buffer, to: Buffer, stats: LinkTreeStats): Promis
     await link(from, to)
     stats.links++
   } catch (err) {
-    if ((err as { code?: unknown }).code !== 'EMLINK' || type !== fsConstants.S_IFREG) throw err
+    const regular = type === null ? entry.isFile() : type === fsConstants.S_IFREG
+    if ((err as { code?: unknown }).code !== 'EMLINK' || !regular) throw err
     await copyFile(from, to, fsConstants.COPYFILE_FICLONE)
-    copyMetadata(from, to, st)
+    copyMetadata(from, to, st ?? (await lstat(from, { bigint: true })))
     stats.copies++
   }
 }
