@@ -85,6 +85,8 @@ export async function registerLayers(
   }
   try {
     for await (const entry of entries) {
+      // An abort between two layers (the next tar may take a while to arrive) stops here.
+      options.signal?.throwIfAborted()
       const index = steps.length
       // The previous layer, if prepared: adopt a copy registered meanwhile (see the file comment).
       const previous = steps.at(-1)
@@ -122,6 +124,8 @@ export async function registerLayers(
       )
       steps.push({ prepared })
     }
+    // Aborted after the last layer was made: still nothing stored.
+    options.signal?.throwIfAborted()
     const outcomes = await publish(core, steps, holder, referenced)
     published = true
     return outcomes

@@ -144,6 +144,20 @@ describe.skipIf(!isRoot).each(driverNames())('registerChain on %s', (driverName)
     await fx.reopen()
   })
 
+  it('stores nothing when aborted after its last layer was made, with the signal\'s reason', async () => {
+    const tars = await threeLayers()
+    const controller = new AbortController()
+    // Asked for a fourth layer, the caller gives up: three layers are made, none is published.
+    async function* entries(): AsyncGenerator<ChainLayerInput> {
+      for (const tar of tars) yield { tar }
+      controller.abort(new Error('stop here'))
+    }
+    const err = await fx.store.registerChain(entries(), null, { holder: 'img', signal: controller.signal }).catch((e: unknown) => e)
+    expect(err).toMatchObject({ message: 'stop here' })
+    expect((await fx.store.map()).size).toBe(0)
+    expect(await driverIDs(fx.root, driverName)).toEqual([])
+  })
+
   it('refuses a chain that would pass the depth limit, storing nothing', async () => {
     await fx.store.close()
     const store = await fx.reopen({ maxDepth: 2 })
