@@ -204,7 +204,9 @@ export class Transaction {
       // A group flushes the write sets' filesystem once too, rather than fsync every file.
       const setsFs = planned.length > 1 && first ? [first.#layout.tmpDir] : []
       const synced = await syncFilesystems([...(options.syncfsPaths ?? []), ...setsFs])
-      for (const { transaction } of planned) await transaction.#makeDurable(synced)
+      // Every set lives in tmp/: one stat tells whether the flush covered them all.
+      const setsSynced = first === undefined || synced.has(await deviceOf(first.#layout.tmpDir))
+      for (const { transaction } of planned) await transaction.#makeDurable(setsSynced)
     } catch (err) {
       for (const transaction of ready) transaction.#state = 'open'
       throw err
@@ -241,7 +243,8 @@ export class Transaction {
     }
     try {
       await this.#ready('commit-mount', check)
-      await this.#makeDurable(await syncFilesystems(options.syncfsPaths ?? []))
+      const synced = await syncFilesystems(options.syncfsPaths ?? [])
+      await this.#makeDurable(synced.has(await deviceOf(this.#layout.tmpDir)))
     } catch (err) {
       this.#state = 'open'
       throw err
@@ -287,15 +290,15 @@ export class Transaction {
 
   /**
    * The set's files and entries must be durable before the rename makes them reachable. A
-   * syncfs of the set's filesystem (in `synced`), after every file was written, did that
+   * syncfs of the set's filesystem (`synced`), after every file was written, did that
    * already; otherwise each file is fsynced, then the set's directory.
    */
-  async #makeDurable(synced: ReadonlySet<number>): Promise<void> {
+  async #makeDurable(synced: boolean): Promise<void> {
     const step = this.#written.has(MOUNT_FILES.mountID) ? 'commit-mount' : 'commit'
     // No existence check before the syncs: the rename refuses to replace a record (and a
     // conflict, which is rare, only costs the syncs done for nothing).
     this.#crashAt(`${step}:before-sync`)
-    if (!synced.has(await deviceOf(this.path))) {
+    if (!synced) {
       await Promise.all([...this.#written].map((file) => fsyncFile(`${this.path}/${file}`)))
       await fsyncDir(this.path)
     }
