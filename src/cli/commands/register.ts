@@ -33,11 +33,13 @@ export const registerCommand: Command = {
     const [first] = files
     // One input (a file, `-` or stdin): a plain register, as before chains existed.
     const source = files.length > 1 ? undefined : openInput(ctx, first)
-    // Stat'ed before the store opens: a missing file fails before anything is made.
-    const sizes = source === undefined || (first !== undefined && first !== '-') ? await Promise.all(files.map(async (f) => (await stat(f)).size)) : undefined
-    const progress = new Progress(ctx, 'register', sizes?.reduce((a, b) => a + b, 0))
+    // Files (not stdin) are stat'ed before the store opens: a missing one fails before anything is made.
+    const fromFiles = files.length > 0 && !files.includes('-')
+    const sizes = fromFiles ? await Promise.all(files.map(async (f) => (await stat(f)).size)) : []
+    let total = 0
     /** Input bytes of the files before each one: the bar counts the whole chain. */
-    const before = (sizes ?? []).map((_, i, all) => all.slice(0, i).reduce((a, b) => a + b, 0))
+    const before = sizes.map((size) => (total += size) - size)
+    const progress = new Progress(ctx, 'register', fromFiles ? total : undefined)
     try {
       const layers = await withStore(ctx, (store) =>
         withInterrupt(async (signal): Promise<RegisteredLayer[]> => {
