@@ -20,13 +20,16 @@
  */
 import { isAscii } from 'node:buffer'
 import fs from 'node:fs'
+import os from 'node:os'
 import { isKindedError } from '../errors.js'
-import { SyscallError, lsetxattr, mknod } from '../native/index.js'
+import { SyscallError, lgetxattr, llistxattr, lsetxattr, mknod } from '../native/index.js'
+import type { TimeSpec } from '../native/index.js'
 import type { TarHeader, TarMember } from '../tarsplit/index.js'
 import { baseRel, fsPath, joinRel, parentRel } from './byte-path.js'
 import { ApplyEntryError, UnsafePathError, UnsupportedMemberError } from './errors.js'
 import { NodeDefaults } from './node-defaults.js'
 import type { CreatorIds } from './node-defaults.js'
+import { LowerView, isWhiteout } from './lower-view.js'
 import { removeTree } from './remove-tree.js'
 import { PathGuard, cleanName } from './safe-path.js'
 import {
@@ -36,6 +39,7 @@ import {
   WHITEOUT_OPAQUE,
   WHITEOUT_PREFIX,
   classifyWhiteout,
+  isOverlayXattr,
 } from './whiteout.js'
 import { FileWriter } from './file-writer.js'
 import { checkDevice, checkOwner, permOf, setTimesFd, setTimesPath, setXattrs, timesOf } from './write-entry.js'
@@ -49,6 +53,8 @@ const CREATE_FLAGS = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW
 export interface ApplierOptions {
   readonly overlay: boolean
   readonly bestEffortXattrs: boolean
+  /** Real byte-string paths of the layers below the target, top first (overlay mode). */
+  readonly lowers: readonly string[]
 }
 
 /** One apply's state: the path guard, what this layer wrote, directory times owed. */
@@ -56,6 +62,8 @@ export class Applier {
   readonly #guard: PathGuard
   readonly #defaults: NodeDefaults
   readonly #overlay: boolean
+  /** The target over the layers below it (overlay mode, if given), where a hardlink's target is looked up. */
+  readonly #merged: LowerView | null
   readonly #xattrs: XattrPolicy
   /**
    * Naive mode, what an opaque directory keeps: the paths this apply wrote in directories it
@@ -90,6 +98,7 @@ export class Applier {
     this.#guard = new PathGuard(root, {
       seen: (rel, st, path) => defaults.seen(rel, st, path),
       made: (rel) => {
+        if (this.#copyUp(rel)) return
         defaults.made(rel)
         if (this.#fresh === null) return
         this.#fresh.add(rel)
@@ -100,6 +109,7 @@ export class Applier {
     this.#defaults.seen('', rootStat, fsPath(root))
     this.#rootAscii = typeof fsPath(root) === 'string'
     this.#overlay = options.overlay
+    this.#merged = options.lowers.length > 0 ? LowerView.root([root, ...options.lowers]) : null
     this.#xattrs = { dropOverlay: options.overlay, bestEffort: options.bestEffortXattrs }
     this.#written = options.overlay ? null : new Set()
     this.#fresh = options.overlay ? null : new Set()
@@ -291,7 +301,9 @@ export class Applier {
    * A hardlink: the target is cleaned like a name (an absolute one is taken inside the
    * target, as moby does for kaniko's tars) and must not be the root nor reached through a
    * symlink. link(2) does not follow a final symlink, so linking to one stays inside. The
-   * link gets no attributes of its own: it shares its target's inode.
+   * link gets no attributes of its own: it shares its target's inode. A target missing from
+   * the target tree is looked up in the lower layers, if any: the merged view never follows
+   * a symlink either (a symlinked directory hides what is below it).
    */
   #hardlink(rel: string, p: string | Buffer, h: TarHeader): undefined {
     this.#op = 'hardlink target'
@@ -299,7 +311,51 @@ export class Applier {
     if (to === '') throw new UnsafePathError(h.name, 'hardlink-target', 'a hardlink to the root directory')
     this.#guard.probeDir(parentRel(to), h.name)
     const from = fsPath(this.#guard.abs(to))
-    this.#create(rel, p, () => fs.linkSync(from, p))
+    // In overlay mode a whiteout is a deleted path, not a device to link to.
+    if (this.#overlay && isWhiteoutAt(from)) throw new SyscallError('link', os.constants.errno.ENOENT, { path: from, dest: p })
+    this.#create(rel, p, () => {
+      try {
+        fs.linkSync(from, p)
+      } catch (err) {
+        const merged = (err as { code?: unknown }).code === 'ENOENT' ? this.#mergedFile(to) : null
+        if (merged === null) throw err
+        fs.linkSync(merged, p)
+      }
+    })
+  }
+
+  /**
+   * Overlay mode with lower layers: a directory this apply implied (a member inside it, no
+   * member for it) takes the owner, mode, xattrs and times the layers below show for it, as
+   * overlayfs's copy-up does, rather than 0755 (moby's overlay2). True if it did.
+   */
+  #copyUp(rel: string): boolean {
+    // The merged view's first directory at `rel` is the one just made; the next is below.
+    const below = this.#merged?.descend(rel).dirs[1]
+    if (below === undefined) return false
+    this.#op = 'copy up directory'
+    const from = fsPath(below)
+    const to = fsPath(this.#guard.abs(rel))
+    const st = fs.lstatSync(from, { bigint: true })
+    fs.lchownSync(to, Number(st.uid), Number(st.gid))
+    fs.chmodSync(to, Number(st.mode) & 0o7777)
+    for (const name of llistxattr(from)) {
+      const value = isOverlayXattr(name) ? null : lgetxattr(from, name)
+      if (value !== null) lsetxattr(to, name, value)
+    }
+    this.#dirTimes.set(rel, { atime: timeSpec(st.atimeNs), mtime: timeSpec(st.mtimeNs) })
+    this.#defaults.seen(rel, fs.lstatSync(to), to)
+    return true
+  }
+
+  /**
+   * The non-directory the target over its lower layers shows at `to` (whiteouts and opaque
+   * directories of this apply count), null if none or if that is the target's own path.
+   */
+  #mergedFile(to: string): Buffer | string | null {
+    const view = this.#merged?.descend(to)
+    if (view?.top == null || view.topStat?.isDirectory() !== false) return null
+    return view.top === this.#guard.abs(to) ? null : fsPath(view.top)
   }
 
   /** A new symlink or device: owner, xattrs, mode (`perm`, none for symlinks) and times. */
@@ -429,4 +485,16 @@ export class Applier {
 function wrapFailure(h: TarHeader, err: unknown, op: string): unknown {
   if (isKindedError(err) && !(err instanceof SyscallError)) return err
   return new ApplyEntryError(h.name, op, err)
+}
+
+/** Nanoseconds since the epoch as a TimeSpec (times before 1970 keep 0 ≤ nsec < 1e9). */
+function timeSpec(ns: bigint): TimeSpec {
+  const sec = ns / 1_000_000_000n
+  const nsec = ns % 1_000_000_000n
+  return nsec < 0n ? { sec: Number(sec - 1n), nsec: Number(nsec + 1_000_000_000n) } : { sec: Number(sec), nsec: Number(nsec) }
+}
+
+function isWhiteoutAt(path: string | Buffer): boolean {
+  const st = fs.lstatSync(path, { bigint: true, throwIfNoEntry: false })
+  return st !== undefined && isWhiteout(st)
 }

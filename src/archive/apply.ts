@@ -30,6 +30,13 @@ export interface ApplyOptions {
   readonly whiteouts: WhiteoutFormat
   /** Tolerate xattrs the filesystem does not support (ENOTSUP) instead of failing. Default false. */
   readonly bestEffortXattrs?: boolean
+  /**
+   * `'overlay'` only: the layer directories below `target`, top first. A hardlink whose
+   * target is not in `target` is then made to the file these show at that path (see
+   * `LowerView`), as a flattened tree would have it; without them it fails, as it does on
+   * moby's overlay2.
+   */
+  readonly lowers?: readonly string[]
 }
 
 /** What an apply did. */
@@ -68,11 +75,13 @@ export async function applyLayer(
   target: string,
   options: ApplyOptions,
 ): Promise<ApplyResult> {
-  const [{ root, stat }, ids] = await Promise.all([realDirectory(target), creatorIds()])
-  const applier = new Applier(root, stat, ids, {
-    overlay: options.whiteouts === 'overlay',
-    bestEffortXattrs: options.bestEffortXattrs ?? false,
-  })
+  const overlay = options.whiteouts === 'overlay'
+  const [{ root, stat }, ids, lowers] = await Promise.all([
+    realDirectory(target),
+    creatorIds(),
+    Promise.all((overlay ? (options.lowers ?? []) : []).map(async (dir) => (await realDirectory(dir)).root)),
+  ])
+  const applier = new Applier(root, stat, ids, { overlay, bestEffortXattrs: options.bestEffortXattrs ?? false, lowers })
   try {
     for await (const member of members) {
       const pending = applier.apply(member)

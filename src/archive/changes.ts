@@ -26,7 +26,8 @@ import { setImmediate as yieldToLoop } from 'node:timers/promises'
 import { llistxattr, lgetxattr } from '../native/index.js'
 import { bytesOfText, fsPath, joinRel } from './byte-path.js'
 import { InvalidTargetError, TreeReadError } from './errors.js'
-import { OVERLAY_OPAQUE_XATTR, isOverlayXattr } from './whiteout.js'
+import { LowerView, isOpaqueDir, isWhiteout } from './lower-view.js'
+import { isOverlayXattr } from './whiteout.js'
 
 /** What happened to a path. */
 export type ChangeKind = 'added' | 'modified' | 'deleted'
@@ -208,7 +209,7 @@ export async function overlayChanges(upperDir: string, lowerDirs: readonly strin
         out.push({ path: `/${child}`, kind })
         continue
       }
-      const opaque = isOpaque(upper, child)
+      const opaque = isOpaqueDir(`${upper}/${child}`)
       out.push(opaque ? { path: `/${child}`, kind, opaque: true } : { path: `/${child}`, kind })
       if (opaque) hiddenBelow(child, below, out)
       await walk(child, opaque ? LowerView.EMPTY : below)
@@ -226,70 +227,6 @@ export async function overlayChanges(upperDir: string, lowerDirs: readonly strin
   }
   await walk('', LowerView.root(lowers))
   return out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0))
-}
-
-/**
- * One path as the lower layers show it merged: the directories contributing to it, top
- * first (a whiteout or a non-directory hides everything below it; an opaque directory hides
- * the layers below it).
- */
-class LowerView {
-  static readonly EMPTY = new LowerView([], '', false)
-
-  private constructor(
-    /** Absolute byte-string paths of this path in each contributing layer, top first. */
-    readonly dirs: readonly string[],
-    readonly rel: string,
-    readonly exists: boolean,
-  ) {}
-
-  static root(lowers: readonly string[]): LowerView {
-    return new LowerView(lowers, '', true)
-  }
-
-  child(name: string): LowerView {
-    const dirs: string[] = []
-    let exists = false
-    for (const dir of this.dirs) {
-      const abs = `${dir}/${name}`
-      const st = fs.lstatSync(fsPath(abs), { bigint: true, throwIfNoEntry: false })
-      if (st === undefined) continue
-      if (isWhiteout(st)) break
-      exists = true
-      if (!st.isDirectory()) break
-      dirs.push(abs)
-      if (isOpaqueAbs(abs)) break
-    }
-    return new LowerView(dirs, joinRel(this.rel, name), exists)
-  }
-
-  /** The names visible in this directory of the lower view, sorted. */
-  names(): string[] {
-    const visible = new Set<string>()
-    const hidden = new Set<string>()
-    for (const dir of this.dirs) {
-      for (const name of fs.readdirSync(fsPath(dir), { encoding: 'latin1' })) {
-        if (visible.has(name) || hidden.has(name)) continue
-        const st = fs.lstatSync(fsPath(`${dir}/${name}`), { bigint: true })
-        if (isWhiteout(st)) hidden.add(name)
-        else visible.add(name)
-      }
-    }
-    return [...visible].sort()
-  }
-}
-
-function isWhiteout(st: fs.BigIntStats): boolean {
-  return st.isCharacterDevice() && st.rdev === 0n
-}
-
-function isOpaque(root: string, rel: string): boolean {
-  return isOpaqueAbs(`${root}/${rel}`)
-}
-
-function isOpaqueAbs(abs: string): boolean {
-  const value = lgetxattr(fsPath(abs), OVERLAY_OPAQUE_XATTR)
-  return value !== null && value.length === 1 && value[0] === 0x79 // 'y'
 }
 
 // ── reading helpers (sync, see the file comment) ─────────────────────────────────────────

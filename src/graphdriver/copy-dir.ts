@@ -296,13 +296,15 @@ function dataRuns(data: Buffer): Array<readonly [number, number]> {
  * Gives `to` the metadata of `from` (whose lstat is `st`): owner, then mode, then xattrs,
  * then times, since chown clears setuid/setgid and `security.capability`, and every other
  * step would bump the times. Symlinks are never followed. Synchronous, as the copy's other
- * per-entry calls (see the module doc); bind's `linkTree` uses it too.
+ * per-entry calls (see the module doc); bind's flattening uses it too, with `skipXattr` to
+ * leave out overlayfs's own xattrs (its layers' opaque markers).
  */
-export function copyMetadata(from: Buffer, to: Buffer, st: BigIntStats): void {
+export function copyMetadata(from: Buffer, to: Buffer, st: BigIntStats, skipXattr?: (name: string) => boolean): void {
   const isLink = (Number(st.mode) & fsConstants.S_IFMT) === fsConstants.S_IFLNK
   lchownSync(to, Number(st.uid), Number(st.gid))
   if (!isLink) chmodSync(to, Number(st.mode) & 0o7777)
   for (const name of llistxattr(from)) {
+    if (skipXattr?.(name) === true) continue
     const value = lgetxattr(from, name)
     if (value !== null) lsetxattr(to, name, value)
   }

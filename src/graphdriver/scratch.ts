@@ -22,7 +22,7 @@ export const SCRATCH_MARK = '~'
 const STALE_SCRATCH_MS = 10 * 60 * 1000
 
 /** A scratch directory name for `id` and `purpose`, unique per call. */
-export function scratchName(id: string, purpose: 'creating' | 'removing' | 'probe'): string {
+export function scratchName(id: string, purpose: 'creating' | 'removing' | 'probe' | 'flattening'): string {
   return `${id}${SCRATCH_MARK}${purpose}-${randomBytes(6).toString('hex')}`
 }
 

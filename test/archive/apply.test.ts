@@ -467,6 +467,50 @@ describe.skipIf(!isRoot)('applyTar', () => {
       }
     })
 
+    it('with lowers: a hardlink to a lower file links its inode; implied directories take the lower attributes', async () => {
+      const lower = tempDir('lower')
+      const bottom = tempDir('bottom')
+      await applyBuffer(await craftTar([{ name: 'bin/', type: 'directory' }, { name: 'bin/sh', content: 'sh', mode: 0o755 }]), bottom, { whiteouts: 'overlay' })
+      const lowerTar = await craftTar([
+        { name: 'etc/', type: 'directory', mode: 0o750, uid: 3, gid: 4, mtime: new Date(1_000_000_000_000) },
+        { name: 'etc/passwd', content: 'root' },
+      ])
+      await applyBuffer(lowerTar, lower, { whiteouts: 'overlay' })
+      const target = tempDir('t')
+      const tar = await craftTar([
+        { name: 'etc/hard', type: 'link', linkname: 'etc/passwd' },
+        { name: 'sh-link', type: 'link', linkname: 'bin/sh' },
+      ])
+      await applyBuffer(tar, target, { whiteouts: 'overlay', lowers: [lower, bottom] })
+      expect(fs.statSync(path.join(target, 'etc/hard')).ino).toBe(fs.statSync(path.join(lower, 'etc/passwd')).ino)
+      expect(fs.statSync(path.join(target, 'sh-link')).ino).toBe(fs.statSync(path.join(bottom, 'bin/sh')).ino)
+      const etc = fs.statSync(path.join(target, 'etc'))
+      expect([etc.mode & 0o7777, etc.uid, etc.gid, etc.mtimeMs]).toEqual([0o750, 3, 4, 1_000_000_000_000])
+      expect(fs.readdirSync(target).sort()).toEqual(['etc', 'sh-link'])
+    })
+
+    it('with lowers: a hardlink to what the lowers hide, or through their symlink, fails', async () => {
+      const lower = tempDir('lower')
+      const outside = tempDir('outside')
+      fs.writeFileSync(path.join(outside, 'secret'), 'secret')
+      fs.mkdirSync(path.join(lower, 'd'))
+      fs.writeFileSync(path.join(lower, 'd/f'), 'f')
+      fs.symlinkSync(outside, path.join(lower, 'out'))
+      const cases: [string, Parameters<typeof craftTar>[0]][] = [
+        ['whited out by this apply', [{ name: 'd/.wh.f', content: '' }, { name: 'h', type: 'link', linkname: 'd/f' }]],
+        ['under a directory this apply made opaque', [{ name: 'd/', type: 'directory' }, { name: 'd/.wh..wh..opq', content: '' }, { name: 'h', type: 'link', linkname: 'd/f' }]],
+        ['through a lower symlink', [{ name: 'h', type: 'link', linkname: 'out/secret' }]],
+        ['a lower directory', [{ name: 'h', type: 'link', linkname: 'd' }]],
+      ]
+      for (const [what, members] of cases) {
+        const target = tempDir('t')
+        await expect(applyBuffer(await craftTar(members), target, { whiteouts: 'overlay', lowers: [lower] }), what).rejects.toThrow()
+        expect(fs.existsSync(path.join(target, 'h')), what).toBe(false)
+      }
+      expect(fs.readFileSync(path.join(outside, 'secret'), 'utf8')).toBe('secret')
+      expect(fs.statSync(path.join(outside, 'secret')).nlink).toBe(1)
+    })
+
     it('naive mode keeps overlay xattrs a tar carries (nothing mounts it)', async () => {
       const target = tempDir('t')
       const tar = await craftTar([{ name: 'a/', type: 'directory', pax: { 'SCHILY.xattr.trusted.overlay.opaque': 'y' } }])

@@ -1,21 +1,25 @@
 /**
  * The bind driver: the conformance suite, then what only bind promises: a read-only child
- * shares its parent's unchanged inodes, replaces changed ones with new inodes, and never
- * changes a parent file (content, mode, owner, times); a read-only view refuses writes with
- * EROFS; read-write layers are copies; and a 10-layer chain takes far less disk than vfs.
+ * holds its own files until first used, then shows a tree that shares its parent's
+ * unchanged inodes, has new inodes for changed ones, and never changes a parent file
+ * (content, mode, owner, times); that tree is what vfs shows for the same stack; it is
+ * flattened once for concurrent users; a read-only view refuses writes with EROFS;
+ * read-write layers are copies; and a 10-layer chain takes far less disk than vfs.
  */
 import type { BigIntStats } from 'node:fs'
 import { lstat, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { bindDriverFactory, linkTree } from '../../src/drivers/bind/index.js'
+import { bindDriverFactory } from '../../src/drivers/bind/index.js'
 import { vfsDriverFactory } from '../../src/drivers/vfs/index.js'
 import { runDriverConformance } from '../../src/graphdriver/conformance.js'
 import { members, whiteout } from '../../src/graphdriver/conformance-members.js'
 import type { MemberSpec } from '../../src/graphdriver/conformance-members.js'
 import { isDiffDriver, naiveDiff, unmountAll } from '../../src/graphdriver/index.js'
 import type { Driver } from '../../src/graphdriver/index.js'
+import { diffTrees, formatTree, snapshotTree } from '../helpers/tree.js'
+import type { Tree } from '../helpers/tree.js'
 
 const isRoot = process.getuid?.() === 0
 if (!isRoot) console.warn('[bind] driver tests skipped: bind mounts need root')
@@ -75,49 +79,50 @@ describe.skipIf(!isRoot)('bind driver', () => {
     { name: 'etc/sym', type: 'symlink', linkname: 'replace' },
   ]
 
-  it('links unchanged files to the parent, replaces changed ones, never touches the parent', async () => {
+  it('shares unchanged inodes with the parent, replaces changed ones, never touches the parent', async () => {
     const d = await open()
     await d.create('base', null)
     await d.applyDiff('base', null, members(BASE))
-    await d.create('child', 'base')
-    const parent = join(tmp, 'bind', 'base', 'root')
-    const child = join(tmp, 'bind', 'child', 'root')
     const paths = ['etc', 'etc/keep', 'etc/replace', 'etc/chmod', 'etc/gone', 'etc/link-a', 'etc/link-b', 'etc/sym', 'dev/null', 'fifo']
-    const before = new Map<string, string>()
-    for (const p of paths) before.set(p, fingerprint(await lstat(join(parent, p), { bigint: true })))
-    const parentContent = await readFile(join(parent, 'etc/replace'), 'utf8')
+    const before = await withGet(d, 'base', async (parent) => {
+      const seen = new Map<string, string>()
+      for (const p of paths) seen.set(p, fingerprint(await lstat(join(parent, p), { bigint: true })))
+      return seen
+    })
 
-    // Right after create: every non-directory, non-symlink entry is the parent's inode.
-    for (const p of ['etc/keep', 'etc/replace', 'etc/chmod', 'etc/link-a', 'etc/link-b', 'dev/null', 'fifo']) {
-      expect((await lstat(join(child, p))).ino, p).toBe((await lstat(join(parent, p))).ino)
-    }
-    for (const p of ['etc', 'etc/sym']) {
-      expect((await lstat(join(child, p))).ino, p).not.toBe((await lstat(join(parent, p))).ino)
-    }
-
+    await d.create('child', 'base')
+    // A read-only layer on a read-only parent holds its own files only, until first used.
+    expect((await readdir(join(tmp, 'bind', 'child'))).sort()).toEqual(['diff', 'parent'])
     await d.applyDiff('child', 'base', members(CHILD))
+    expect((await readdir(join(tmp, 'bind', 'child'))).sort()).toEqual(['diff', 'parent'])
 
-    const ino = async (root: string, p: string): Promise<bigint> => (await lstat(join(root, p), { bigint: true })).ino
-    // Unchanged: shared. A hardlink member to an unchanged file joins the parent's inode too.
-    for (const p of ['etc/keep', 'etc/link-a', 'etc/link-b', 'dev/null', 'fifo']) {
-      expect(await ino(child, p), p).toBe(await ino(parent, p))
-    }
-    expect(await ino(child, 'etc/new-link')).toBe(await ino(parent, 'etc/keep'))
-    // Replaced (content, or only mode and owner): new inodes.
-    for (const p of ['etc/replace', 'etc/chmod', 'etc/sym']) {
-      expect(await ino(child, p), p).not.toBe(await ino(parent, p))
-    }
-    expect(await readFile(join(child, 'etc/replace'), 'utf8')).toBe('new content\n')
-    const chmodded = await lstat(join(child, 'etc/chmod'))
-    expect([chmodded.mode & 0o7777, chmodded.uid, chmodded.gid]).toEqual([0o600, 7, 8])
-    await expect(lstat(join(child, 'etc/gone'))).rejects.toMatchObject({ code: 'ENOENT' })
+    await withGet(d, 'base', (parent) =>
+      withGet(d, 'child', async (child) => {
+        const ino = async (root: string, p: string): Promise<bigint> => (await lstat(join(root, p), { bigint: true })).ino
+        // Unchanged: shared. A hardlink member to a parent's file joins the parent's inode.
+        for (const p of ['etc/keep', 'etc/link-a', 'etc/link-b', 'dev/null', 'fifo']) {
+          expect(await ino(child, p), p).toBe(await ino(parent, p))
+        }
+        expect(await ino(child, 'etc/new-link')).toBe(await ino(parent, 'etc/keep'))
+        // Replaced (content, or only mode and owner): new inodes. Directories and symlinks are never shared.
+        for (const p of ['etc', 'etc/replace', 'etc/chmod', 'etc/sym']) {
+          expect(await ino(child, p), p).not.toBe(await ino(parent, p))
+        }
+        expect(await readFile(join(child, 'etc/replace'), 'utf8')).toBe('new content\n')
+        const chmodded = await lstat(join(child, 'etc/chmod'))
+        expect([chmodded.mode & 0o7777, chmodded.uid, chmodded.gid]).toEqual([0o600, 7, 8])
+        await expect(lstat(join(child, 'etc/gone'))).rejects.toMatchObject({ code: 'ENOENT' })
 
-    // The parent: same inodes, content, modes, owners and times as before the child's apply.
-    for (const p of paths) {
-      expect(fingerprint(await lstat(join(parent, p), { bigint: true })), p).toBe(before.get(p))
-    }
-    expect(await readFile(join(parent, 'etc/replace'), 'utf8')).toBe(parentContent)
-    expect(await readFile(join(parent, 'etc/gone'), 'utf8')).toBe('deleted by the child\n')
+        // The parent: same inodes, content, modes, owners and times as before the child's apply.
+        for (const p of paths) {
+          expect(fingerprint(await lstat(join(parent, p), { bigint: true })), p).toBe(before.get(p))
+        }
+        expect(await readFile(join(parent, 'etc/replace'), 'utf8')).toBe('old content\n')
+        expect(await readFile(join(parent, 'etc/gone'), 'utf8')).toBe('deleted by the child\n')
+      }),
+    )
+    // The first get flattened the tree, and keeps it.
+    expect((await readdir(join(tmp, 'bind', 'child'))).sort()).toEqual(['diff', 'parent', 'root'])
   })
 
   it('serves a read-only layer through a read-only bind mount (EROFS)', async () => {
@@ -155,15 +160,86 @@ describe.skipIf(!isRoot)('bind driver', () => {
     }
   })
 
-  it('links a tree with linkTree preserving hard-link groups', async () => {
+  it('shows the tree vfs shows for a stack of whiteouts, opaque dirs, replaced types and implied dirs', async () => {
+    const stack: MemberSpec[][] = [
+      [
+        { name: 'etc', type: 'directory', mode: 0o755 },
+        { name: 'etc/passwd', content: 'root\n' },
+        { name: 'root', type: 'directory', mode: 0o700, uid: 3, gid: 4, mtime: { sec: 1_000_000_000, nsec: 7 } },
+        { name: 'root/.profile', content: 'profile\n' },
+        { name: 'opaque', type: 'directory' },
+        { name: 'opaque/old', content: 'hidden by an opaque dir\n' },
+        { name: 'was-dir', type: 'directory' },
+        { name: 'was-dir/inside', content: 'x' },
+        { name: 'was-file', content: 'becomes a directory\n' },
+        { name: 'gone-dir', type: 'directory' },
+        { name: 'gone-dir/a', content: 'a' },
+      ],
+      [
+        // Implied: no member for root/, which keeps its owner, mode and times.
+        { name: 'root/.bashrc', content: 'bashrc\n' },
+        { name: 'opaque', type: 'directory' },
+        { name: 'opaque/.wh..wh..opq', content: '' },
+        { name: 'opaque/new', content: 'new\n' },
+        whiteout('was-dir'),
+        { name: 'was-dir', content: 'now a file\n' },
+        { name: 'was-file', type: 'directory' },
+        { name: 'was-file/x', content: 'x' },
+        whiteout('gone-dir'),
+      ],
+      [
+        // A hardlink to a grandparent's file, and one to a path this layer whites out first.
+        { name: 'etc/passwd-link', type: 'hardlink', linkname: 'etc/passwd' },
+        whiteout('root/.profile'),
+        { name: 'gone-dir', type: 'directory' },
+        { name: 'gone-dir/b', content: 'b' },
+      ],
+    ]
+    const trees: Tree[] = []
+    for (const name of ['bind', 'vfs']) {
+      const d = await open(name)
+      for (const [i, layer] of stack.entries()) {
+        await d.create(`l${i}`, i === 0 ? null : `l${i - 1}`)
+        await d.applyDiff(`l${i}`, i === 0 ? null : `l${i - 1}`, members(layer))
+      }
+      trees.push(await withGet(d, `l${stack.length - 1}`, async (view) => snapshotTree(view)))
+    }
+    const [bind, vfs] = trees as [Tree, Tree]
+    // Directory mtimes move as entries are made (vfs's root/ too; bind keeps its lower's, below); the root's attributes come from different layers.
+    const dirMtime = (path: string, field: string): boolean => path === '' || (field === 'mtime' && bind.get(path)?.type === 'dir')
+    expect(diffTrees(vfs, bind, { ignore: dirMtime }), formatTree(bind)).toEqual([])
+    expect(bind.get('root')).toMatchObject({ mode: 0o700, uid: 3, gid: 4, mtime: '1000000000000000007' })
+    expect(bind.get('etc/passwd')?.hardlinks).toEqual(['etc/passwd', 'etc/passwd-link'])
+    expect([...bind.keys()].filter((p) => p.startsWith('opaque/') || p.startsWith('gone-dir/'))).toEqual(['gone-dir/b', 'opaque/new'])
+  })
+
+  it('flattens once for concurrent users, in one process or two, and stacks a new layer on an old-style tree', async () => {
     const d = await open()
+    const other = await open()
     await d.create('base', null)
     await d.applyDiff('base', null, members(BASE))
-    const dst = join(tmp, 'copy')
-    await mkdir(dst)
-    const stats = await linkTree(join(tmp, 'bind', 'base', 'root'), dst)
-    expect(stats).toMatchObject({ symlinks: 1, copies: 0 })
-    expect((await lstat(join(dst, 'etc/link-a'))).ino).toBe((await lstat(join(dst, 'etc/link-b'))).ino)
+    await d.create('child', 'base')
+    await d.applyDiff('child', 'base', members(CHILD))
+    const [a, b, c] = await Promise.all([d.get('child'), d.get('child'), other.get('child')])
+    try {
+      expect(a).toBe(b)
+      expect(await readFile(join(c, 'etc/replace'), 'utf8')).toBe('new content\n')
+      expect(await readdir(join(tmp, 'bind'))).not.toContain(expect.stringContaining('~'))
+    } finally {
+      await d.put('child')
+      await d.put('child')
+      await other.put('child')
+    }
+    // A store made before diff/ existed, opened anew: a layer with its complete tree only.
+    await rm(join(tmp, 'bind', 'child', 'diff'), { recursive: true })
+    const later = await open()
+    await later.create('grandchild', 'child')
+    await later.applyDiff('grandchild', 'child', members([{ name: 'etc/more', content: 'more\n' }, whiteout('etc/keep')]))
+    await withGet(later, 'grandchild', async (view) => {
+      expect(await readFile(join(view, 'etc/replace'), 'utf8')).toBe('new content\n')
+      expect(await readFile(join(view, 'etc/more'), 'utf8')).toBe('more\n')
+      await expect(lstat(join(view, 'etc/keep'))).rejects.toMatchObject({ code: 'ENOENT' })
+    })
   })
 
   it('takes far less disk than vfs for a 10-layer chain', async () => {
@@ -203,6 +279,16 @@ async function diskUsage(dir: string): Promise<number> {
   }
   await walk(dir)
   return total
+}
+
+/** Runs `use` on the layer's view, then puts it, also when `use` fails. */
+async function withGet<T>(d: Driver, id: string, use: (view: string) => Promise<T>): Promise<T> {
+  const view = await d.get(id)
+  try {
+    return await use(view)
+  } finally {
+    await d.put(id)
+  }
 }
 
 function kib(bytes: number): number {

@@ -1,32 +1,40 @@
 /**
- * The bind driver: zero-copy flattened layers. Every layer is a complete root filesystem, as
- * with vfs, but a read-only layer's unchanged files are hard links to its parent's (see
- * link-tree.ts), so a chain of n layers costs its directories and symlinks n times and its
- * file data once. Nothing is stacked at mount time: `get` is one bind mount, at any depth.
+ * The bind driver: zero-copy flattened layers. What a layer's `get` shows is one complete
+ * root filesystem, bind-mounted: nothing is stacked at mount time, at any depth. A read-only
+ * layer's tree is a hard-link tree of the files its layers hold (see flatten.ts), so a layer
+ * costs its directories and symlinks, and its file data once.
  *
  * Layout of the home:
  *
  * ```
- * <home>/<id>/root/     the layer's complete tree
+ * <home>/<id>/diff/     a read-only layer's own files, as its tar made them (overlay format:
+ *                       whiteouts are devices 0/0, opaque directories have an xattr)
+ * <home>/<id>/root/     the layer's complete tree (see below when it is made)
  * <home>/<id>/rw        present (empty) if the layer is read-write
- * <home>/<id>/parent    the parent's id (absent for a base layer), for inspection
+ * <home>/<id>/parent    the parent's id (absent for a base layer)
  * <home>/<id>/merged/   mount point while the layer is held
- * <home>/<id>~…         scratch: a layer being built or deleted (`~` is never in an id)
+ * <home>/<id>~…         scratch: a layer or tree being built, or a layer being deleted (`~` is never in an id)
  * ```
  *
- * - A read-only layer (`create`) starts as a link tree of its parent; `applyDiff` extracts
- *   with AUFS whiteouts applied physically, which unlinks and re-creates every path it
- *   touches and never writes into an existing inode, so the parent never changes. Its
- *   `get` is a read-only bind mount (bind, then remount `MS_RDONLY|MS_BIND`: a bind with the
- *   read-only flag alone stays writable), so writes fail with EROFS.
+ * - A read-only layer (`create`) on a read-only parent holds only `diff/`: registering an
+ *   image of n layers costs what its tars hold, not n complete trees. Its `root/` is
+ *   flattened from its `diff/` and its ancestors' the first time it is needed (its first
+ *   `get`, a read-write child, a naive diff), down to the first ancestor that has one, and
+ *   kept. Its `get` is a read-only bind mount of `root/` (bind, then remount
+ *   `MS_RDONLY|MS_BIND`: a bind with the read-only flag alone stays writable), so writes
+ *   fail with EROFS; `applyDiff` writes only into `diff/`, so no ancestor ever changes. A
+ *   hardlink to an ancestor's file links that file's inode, as a flattened tree has it.
  * - A read-write layer (`createReadWrite`), which a container writes into in place, starts as
- *   a copy of its parent (reflinked where the filesystem can, see graphdriver's `copyDir`) and is
- *   bind-mounted read-write. So is a read-only layer made on a read-write parent: linking to
- *   inodes that may still be written would let them change under the child.
- *   `get(id, { readOnly: true })` gives it the read-only bind instead.
+ *   a copy of its parent's tree (reflinked where the filesystem can, see graphdriver's
+ *   `copyDir`) in `root/` and is bind-mounted read-write. So is a read-only layer made on a
+ *   read-write parent, with its tar applied in place (AUFS whiteouts applied physically): its
+ *   parent may still change. `get(id, { readOnly: true })` gives the read-only bind instead.
+ * - A store made before `diff/` existed has `root/` alone in every layer: such a layer is
+ *   complete, and a new layer on it stacks on its `root/`.
  *
  * Opened read-only (`readOnly`), the driver creates, removes, sweeps and mounts nothing:
- * `get` returns the layer's tree itself (what naive diffs read), `put` only counts down.
+ * `get` returns the layer's tree itself (what naive diffs read) if it has one, and refuses a
+ * layer not flattened yet; `put` only counts down.
  */
 import { mkdir, readdir, readFile, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -69,7 +77,7 @@ import { isMountPoint, mount, MS_BIND, MS_RDONLY, MS_REMOUNT } from '../../nativ
 import type { FileGetter, TarMember } from '../../tarsplit/index.js'
 import { directoryGetter } from '../../tarsplit/index.js'
 import { BindMountError } from './errors.js'
-import { linkTree } from './link-tree.js'
+import { flattenLayers } from './flatten.js'
 
 const debug = createDebug('layerstore:bind')
 
@@ -103,6 +111,13 @@ export class BindDriver implements DiffGetterDriver {
   readonly #naive: DiffGetterDriver
   /** Outstanding gets of a read-only instance (plain trees, nothing mounted), per id. */
   readonly #plainHolders = new Map<string, number>()
+  /** Trees being flattened by this process, per id: concurrent users wait for one. */
+  readonly #flattening = new Map<string, Promise<string>>()
+  /**
+   * Each layer's place in a stack, as read from disk once: a layer's ancestors never change,
+   * and without this a chain's applies would read the files of every ancestor again.
+   */
+  readonly #links = new Map<string, StackLink>()
 
   constructor(options: BindDriverOptions) {
     this.home = options.home
@@ -120,14 +135,14 @@ export class BindDriver implements DiffGetterDriver {
     }
   }
 
-  /** Makes a read-only layer: a link tree of the parent. Refuses every storage option. */
+  /** Makes a read-only layer: an empty diff over its parent. Refuses every storage option. */
   async create(id: DriverLayerID, parent: DriverLayerID | null, options?: CreateOptions): Promise<void> {
     const key = Object.keys(options?.storageOpt ?? {})[0]
     if (key !== undefined) throw new InvalidDriverOptionError(this.name, key, 'storage options apply to read-write layers only')
     await this.#create(id, parent, false)
   }
 
-  /** Makes a read-write layer: a (reflinked where possible) copy of the parent. */
+  /** Makes a read-write layer: a (reflinked where possible) copy of the parent's tree. */
   async createReadWrite(id: DriverLayerID, parent: DriverLayerID | null, options?: CreateOptions): Promise<void> {
     const key = Object.keys(options?.storageOpt ?? {})[0]
     if (key !== undefined) throw new InvalidDriverOptionError(this.name, key, 'storage option not supported by bind')
@@ -142,16 +157,18 @@ export class BindDriver implements DiffGetterDriver {
     if (parent !== null && !(await this.exists(parent))) throw new LayerNotFoundError(this.name, parent, 'parent')
     // Built under a scratch name and renamed into place last: `<id>/` is never half made.
     const tmp = join(this.home, scratchName(id, 'creating'))
-    const root = join(tmp, 'root')
+    this.#links.delete(id)
     try {
       await mkdir(tmp, { mode: 0o710 })
-      await mkdir(root, { mode: 0o755 })
-      if (parent !== null) {
-        const parentRoot = this.#root(parent)
-        if (readWrite || (await this.#isReadWrite(parent))) await copyDir(parentRoot, root)
-        else await linkTree(parentRoot, root)
-        await writeFile(join(tmp, 'parent'), parent, { mode: 0o644 })
+      // A read-only layer on a read-only parent is a diff; anything else a complete tree.
+      if (readWrite || (parent !== null && (await this.#isReadWrite(parent)))) {
+        const root = join(tmp, 'root')
+        await mkdir(root, { mode: 0o755 })
+        if (parent !== null) await copyDir(await this.#tree(parent), root)
+      } else {
+        await mkdir(join(tmp, 'diff'), { mode: 0o755 })
       }
+      if (parent !== null) await writeFile(join(tmp, 'parent'), parent, { mode: 0o644 })
       if (readWrite) await writeFile(join(tmp, 'rw'), '', { mode: 0o644 })
       await rename(tmp, this.#dir(id))
     } catch (err) {
@@ -170,6 +187,7 @@ export class BindDriver implements DiffGetterDriver {
     const holders = this.#counter.count(merged)
     if (holders > 0) throw new LayerInUseError(this.name, id, holders, merged)
     if (await isMountPoint(merged)) throw new LayerInUseError(this.name, id, 0, merged)
+    this.#links.delete(id)
     // Rename first: a crash mid-delete leaves a scratch dir for init to sweep, not a layer.
     const doomed = join(this.home, scratchName(id, 'removing'))
     try {
@@ -191,18 +209,20 @@ export class BindDriver implements DiffGetterDriver {
     await this.#mustExist(id)
     if (this.readOnly) {
       if (options?.writable && !options.readOnly) throw this.#readOnlyError('give a writable view')
+      const tree = await this.#tree(id)
       this.#plainHolders.set(id, (this.#plainHolders.get(id) ?? 0) + 1)
-      return this.#root(id)
+      return tree
     }
     const merged = this.#mountPoint(id)
     const readOnly = options?.readOnly === true || (!options?.writable && !(await this.#isReadWrite(id)))
     let mounted = false
     await this.#counter.acquire(merged, async () => {
+      const tree = await this.#tree(id)
       await mkdir(merged, { mode: 0o755 }).catch((err: unknown) => {
         if (!hasErrno(err, 'EEXIST')) throw err
       })
       try {
-        await mount(this.#root(id), merged, null, MS_BIND)
+        await mount(tree, merged, null, MS_BIND)
       } catch (err) {
         await rmdir(merged).catch(() => undefined)
         throw new BindMountError(id, merged, 'bind mount', { cause: err })
@@ -247,14 +267,10 @@ export class BindDriver implements DiffGetterDriver {
     }
   }
 
-  /** True if the layer's dir exists. */
+  /** True if the layer's dir exists (with its diff or its tree). */
   async exists(id: DriverLayerID): Promise<boolean> {
     assertLayerID(this.name, id)
-    try {
-      return (await stat(this.#root(id))).isDirectory()
-    } catch {
-      return false
-    }
+    return (await isDirectory(this.#diffDir(id))) || isDirectory(this.#root(id))
   }
 
   /**
@@ -271,7 +287,7 @@ export class BindDriver implements DiffGetterDriver {
     const names = await readdir(this.home).catch(() => [] as string[])
     return [
       ['Layers', String(names.filter((n) => !n.includes(SCRATCH_MARK)).length)],
-      ['Read-only layers', 'hard-link trees of their parent, read-only bind mounts'],
+      ['Read-only layers', 'their own files; flattened into hard-link trees at first use, read-only bind mounts'],
       ['Read-write layers', 'copies (reflinked where supported), read-write bind mounts'],
     ]
   }
@@ -280,6 +296,7 @@ export class BindDriver implements DiffGetterDriver {
   async getMetadata(id: DriverLayerID): Promise<Readonly<Record<string, string>>> {
     await this.#mustExist(id)
     const meta: Record<string, string> = { SourceDir: this.#root(id), MergedDir: this.#mountPoint(id) }
+    if (await isDirectory(this.#diffDir(id))) meta.DiffDir = this.#diffDir(id)
     const parent = await readFile(join(this.#dir(id), 'parent'), 'utf8').catch(() => null)
     if (parent) meta.Parent = parent
     return meta
@@ -296,15 +313,19 @@ export class BindDriver implements DiffGetterDriver {
   }
 
   /**
-   * Extracts `members` straight into the layer's tree (no mount), with AUFS whiteouts applied
-   * physically; returns the sum of header sizes. The tree already starts as its parent's
-   * (made so on create), so `parent` is not needed.
+   * Extracts `members` (no mount) into the layer's `diff/` in overlay format, a hardlink to
+   * an ancestor's file linking that file; or, for a layer made as a complete tree, into its
+   * tree with AUFS whiteouts applied physically. Returns the sum of header sizes. The layer's
+   * own `parent` file names the ancestors, so `parent` is not needed.
    */
   async applyDiff(id: DriverLayerID, _parent: DriverLayerID | null, members: AsyncIterable<TarMember>): Promise<number> {
     this.#checkWritable('apply a diff')
     await this.#mustExist(id)
-    const { size } = await applyLayer(members, this.#root(id), { whiteouts: 'naive' })
-    return size
+    const diff = this.#diffDir(id)
+    if (!(await isDirectory(diff))) return (await applyLayer(members, this.#root(id), { whiteouts: 'naive' })).size
+    const parent = await this.#parentOf(id)
+    const lowers = parent === null ? [] : await this.#stack(parent)
+    return (await applyLayer(members, diff, { whiteouts: 'overlay', lowers })).size
   }
 
   /** A tar of the changes (tree comparison; see `naiveDiff`). */
@@ -323,12 +344,83 @@ export class BindDriver implements DiffGetterDriver {
   }
 
   /**
-   * Reads the layer's files by member name straight from its tree, without a mount: the
-   * tree holds this layer's version of every path its tar names.
+   * Reads the layer's files by member name straight from its diff (or tree), without a
+   * mount: either holds this layer's version of every path its tar names.
    */
   async diffGetter(id: DriverLayerID): Promise<{ readonly getter: FileGetter; close(): Promise<void> }> {
     await this.#mustExist(id)
-    return { getter: directoryGetter(this.#root(id)), close: async () => undefined }
+    const diff = this.#diffDir(id)
+    return { getter: directoryGetter((await isDirectory(diff)) ? diff : this.#root(id)), close: async () => undefined }
+  }
+
+  /**
+   * The layer's complete tree, flattened from its stack of diffs first if it has none yet.
+   * Built under a scratch name and renamed into place: another process that got there first
+   * (ENOTEMPTY) made the same tree, which is kept.
+   */
+  #tree(id: string): Promise<string> {
+    const pending = this.#flattening.get(id)
+    if (pending !== undefined) return pending
+    const made = this.#flatten(id).finally(() => this.#flattening.delete(id))
+    this.#flattening.set(id, made)
+    return made
+  }
+
+  async #flatten(id: string): Promise<string> {
+    const root = this.#root(id)
+    if (await isDirectory(root)) return root
+    if (!(await isDirectory(this.#diffDir(id)))) throw new LayerNotFoundError(this.name, id)
+    this.#checkWritable(`flatten layer ${id} (it has no tree yet)`)
+    const stack = await this.#stack(id)
+    const tmp = join(this.home, scratchName(id, 'flattening'))
+    try {
+      await mkdir(tmp, { mode: 0o755 })
+      const stats = await flattenLayers(stack, tmp)
+      await rename(tmp, root)
+      debug('flattened layer %s from %d layers: %o', id, stack.length, stats)
+    } catch (err) {
+      await rm(tmp, { recursive: true, force: true })
+      if (!hasErrno(err, 'ENOTEMPTY') && !hasErrno(err, 'EEXIST')) throw err
+    }
+    return root
+  }
+
+  /**
+   * The directories whose merge is the layer's tree, top first: its diff and its ancestors',
+   * down to the first layer that had a complete tree when first looked at (included), or the
+   * base layer. A tree made since changes nothing: the diffs below it still merge into it.
+   */
+  async #stack(id: string): Promise<string[]> {
+    const layers: string[] = []
+    for (let layer: string | null = id; layer !== null; ) {
+      const link: StackLink = this.#links.get(layer) ?? (await this.#readLink(layer, layer === id))
+      layers.push(link.dir)
+      layer = link.below
+    }
+    return layers
+  }
+
+  async #readLink(id: string, isTop: boolean): Promise<StackLink> {
+    const root = this.#root(id)
+    let link: StackLink
+    if (await isDirectory(root)) link = { dir: root, below: null }
+    else if (await isDirectory(this.#diffDir(id))) link = { dir: this.#diffDir(id), below: await this.#parentOf(id) }
+    else throw new LayerNotFoundError(this.name, id, isTop ? 'layer' : 'parent')
+    this.#links.set(id, link)
+    return link
+  }
+
+  /** The layer's parent, from its `parent` file; null for a base layer. */
+  async #parentOf(id: string): Promise<string | null> {
+    try {
+      const parent = (await readFile(join(this.#dir(id), 'parent'), 'utf8')).trim()
+      if (parent === '') return null
+      assertLayerID(this.name, parent)
+      return parent
+    } catch (err) {
+      if (hasErrno(err, 'ENOENT')) return null
+      throw err
+    }
   }
 
   #checkWritable(operation: string): void {
@@ -358,19 +450,36 @@ export class BindDriver implements DiffGetterDriver {
     return join(this.home, id, 'root')
   }
 
+  #diffDir(id: string): string {
+    return join(this.home, id, 'diff')
+  }
+
   #mountPoint(id: string): string {
     return join(this.home, id, 'merged')
   }
 }
 
-/** True if `home` holds at least one bind layer (a dir with a `root/`). */
-export function bindHoldsLayers(home: string): Promise<boolean> {
-  return holdsLayerDirs(home, 'root')
+/** True if `home` holds at least one bind layer (a dir with a `diff/` or a `root/`). */
+export async function bindHoldsLayers(home: string): Promise<boolean> {
+  return (await holdsLayerDirs(home, 'diff')) || holdsLayerDirs(home, 'root')
+}
+
+/** A layer's place in a stack: the directory it adds, and the layer below (null: the stack ends). */
+interface StackLink {
+  readonly dir: string
+  readonly below: string | null
 }
 
 async function pathExists(path: string): Promise<boolean> {
   return stat(path).then(
     () => true,
+    () => false,
+  )
+}
+
+async function isDirectory(path: string): Promise<boolean> {
+  return stat(path).then(
+    (st) => st.isDirectory(),
     () => false,
   )
 }

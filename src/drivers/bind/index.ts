@@ -1,6 +1,6 @@
 /**
- * The bind driver's factory: options and wiring. The driver is bind-driver.ts, its link-tree
- * builder link-tree.ts, its probes probe.ts. The bind driver takes no driver options.
+ * The bind driver's factory: options and wiring. The driver is bind-driver.ts, its tree
+ * flattener flatten.ts, its probes probe.ts. The bind driver takes no driver options.
  */
 import type { DriverFactory, DriverInitOptions } from '../../graphdriver/index.js'
 import { InvalidDriverOptionError } from '../../graphdriver/index.js'
@@ -10,8 +10,8 @@ import { probeBind } from './probe.js'
 export { BindDriver, BIND_DRIVER_NAME, bindHoldsLayers } from './bind-driver.js'
 export type { BindDriverOptions } from './bind-driver.js'
 export { BindMountError } from './errors.js'
-export { linkTree } from './link-tree.js'
-export type { LinkTreeStats } from './link-tree.js'
+export { flattenLayers } from './flatten.js'
+export type { FlattenStats } from './flatten.js'
 export { probeBind } from './probe.js'
 
 /** The bind factory: after overlay, before vfs in auto-selection (it needs root). */
