@@ -22,8 +22,7 @@ import { isAscii } from 'node:buffer'
 import fs from 'node:fs'
 import os from 'node:os'
 import { isKindedError } from '../errors.js'
-import { SyscallError, lgetxattr, llistxattr, lsetxattr, mknod } from '../native/index.js'
-import type { TimeSpec } from '../native/index.js'
+import { SyscallError, lgetxattr, llistxattr, lsetxattr, mknod, timeSpecOfNs } from '../native/index.js'
 import type { TarHeader, TarMember } from '../tarsplit/index.js'
 import { baseRel, fsPath, joinRel, parentRel } from './byte-path.js'
 import { ApplyEntryError, UnsafePathError, UnsupportedMemberError } from './errors.js'
@@ -343,7 +342,7 @@ export class Applier {
       const value = isOverlayXattr(name) ? null : lgetxattr(from, name)
       if (value !== null) lsetxattr(to, name, value)
     }
-    this.#dirTimes.set(rel, { atime: timeSpec(st.atimeNs), mtime: timeSpec(st.mtimeNs) })
+    this.#dirTimes.set(rel, { atime: timeSpecOfNs(st.atimeNs), mtime: timeSpecOfNs(st.mtimeNs) })
     this.#defaults.seen(rel, fs.lstatSync(to), to)
     return true
   }
@@ -485,13 +484,6 @@ export class Applier {
 function wrapFailure(h: TarHeader, err: unknown, op: string): unknown {
   if (isKindedError(err) && !(err instanceof SyscallError)) return err
   return new ApplyEntryError(h.name, op, err)
-}
-
-/** Nanoseconds since the epoch as a TimeSpec (times before 1970 keep 0 ≤ nsec < 1e9). */
-function timeSpec(ns: bigint): TimeSpec {
-  const sec = ns / 1_000_000_000n
-  const nsec = ns % 1_000_000_000n
-  return nsec < 0n ? { sec: Number(sec - 1n), nsec: Number(nsec + 1_000_000_000n) } : { sec: Number(sec), nsec: Number(nsec) }
 }
 
 function isWhiteoutAt(path: string | Buffer): boolean {

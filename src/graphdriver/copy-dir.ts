@@ -42,7 +42,7 @@ import { open } from 'node:fs/promises'
 import type { FileHandle } from 'node:fs/promises'
 import { setImmediate as yieldToLoop } from 'node:timers/promises'
 import createDebug from 'debug'
-import { copyFileRange, devMajor, devMinor, ficlone, ficloneSync, lgetxattr, llistxattr, lsetxattr, mknod, utimensat } from '../native/index.js'
+import { copyFileRange, devMajor, devMinor, ficlone, ficloneSync, lgetxattr, llistxattr, lsetxattr, mknod, timeSpecOfNs, utimensat } from '../native/index.js'
 
 const debug = createDebug('layerstore:graphdriver')
 
@@ -308,15 +308,7 @@ export function copyMetadata(from: Buffer, to: Buffer, st: BigIntStats, skipXatt
     const value = lgetxattr(from, name)
     if (value !== null) lsetxattr(to, name, value)
   }
-  utimensat(to, nsTime(st.atimeNs), nsTime(st.mtimeNs), { noFollow: true })
-}
-
-function nsTime(ns: bigint): { sec: number; nsec: number } {
-  const sec = ns / 1_000_000_000n
-  const nsec = ns % 1_000_000_000n
-  // Times before 1970 are negative: keep 0 ≤ nsec < 1e9 as utimensat requires.
-  if (nsec < 0n) return { sec: Number(sec - 1n), nsec: Number(nsec + 1_000_000_000n) }
-  return { sec: Number(sec), nsec: Number(nsec) }
+  utimensat(to, timeSpecOfNs(st.atimeNs), timeSpecOfNs(st.mtimeNs), { noFollow: true })
 }
 
 function toBuffer(p: string | Buffer): Buffer {

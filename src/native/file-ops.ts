@@ -53,6 +53,13 @@ export interface TimeSpec {
   nsec: number
 }
 
+/** A stat's nanoseconds since the epoch (`atimeNs`, `mtimeNs`) as a TimeSpec: before 1970, nsec stays in 0…999 999 999 as utimensat requires. */
+export function timeSpecOfNs(ns: bigint): TimeSpec {
+  const sec = ns / 1_000_000_000n
+  const nsec = ns % 1_000_000_000n
+  return nsec < 0n ? { sec: Number(sec - 1n), nsec: Number(nsec + 1_000_000_000n) } : { sec: Number(sec), nsec: Number(nsec) }
+}
+
 /** A time to set: exact, the current time, or leave as it is. */
 export type TimeSpecArg = TimeSpec | 'now' | 'omit'
 
