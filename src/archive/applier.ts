@@ -24,7 +24,7 @@ import os from 'node:os'
 import { isKindedError } from '../errors.js'
 import { SyscallError, lgetxattr, llistxattr, lsetxattr, mknod, timeSpecOfNs } from '../native/index.js'
 import type { TarHeader, TarMember } from '../tarsplit/index.js'
-import { baseRel, fsPath, joinRel, parentRel } from './byte-path.js'
+import { baseRel, bytesOfText, fsPath, joinRel, parentRel } from './byte-path.js'
 import { ApplyEntryError, UnsafePathError, UnsupportedMemberError } from './errors.js'
 import { NodeDefaults } from './node-defaults.js'
 import type { CreatorIds } from './node-defaults.js'
@@ -52,7 +52,7 @@ const CREATE_FLAGS = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW
 export interface ApplierOptions {
   readonly overlay: boolean
   readonly bestEffortXattrs: boolean
-  /** Real byte-string paths of the layers below the target, top first (overlay mode). */
+  /** The layers below the target, top first (overlay mode); resolved when first needed. */
   readonly lowers: readonly string[]
 }
 
@@ -61,8 +61,10 @@ export class Applier {
   readonly #guard: PathGuard
   readonly #defaults: NodeDefaults
   readonly #overlay: boolean
-  /** The target over the layers below it (overlay mode, if given), where a hardlink's target is looked up. */
-  readonly #merged: LowerView | null
+  /** The layers below the target (overlay mode), as given. */
+  readonly #lowers: readonly string[]
+  /** The target over them, where a hardlink's target is looked up: made when first needed. */
+  #mergedView: LowerView | null = null
   readonly #xattrs: XattrPolicy
   /**
    * Naive mode, what an opaque directory keeps: the paths this apply wrote in directories it
@@ -108,7 +110,7 @@ export class Applier {
     this.#defaults.seen('', rootStat, fsPath(root))
     this.#rootAscii = typeof fsPath(root) === 'string'
     this.#overlay = options.overlay
-    this.#merged = options.lowers.length > 0 ? LowerView.root([root, ...options.lowers]) : null
+    this.#lowers = options.lowers
     this.#xattrs = { dropOverlay: options.overlay, bestEffort: options.bestEffortXattrs }
     this.#written = options.overlay ? null : new Set()
     this.#fresh = options.overlay ? null : new Set()
@@ -324,13 +326,23 @@ export class Applier {
   }
 
   /**
+   * The target over its lower layers (null if none were given). Their real paths are looked
+   * up only now: most applies never need them, and a deep stack would cost a call per layer.
+   */
+  #merged(): LowerView | null {
+    if (this.#lowers.length === 0) return null
+    this.#mergedView ??= LowerView.root([this.#guard.root, ...this.#lowers.map((dir) => bytesOfText(fs.realpathSync(dir)))])
+    return this.#mergedView
+  }
+
+  /**
    * Overlay mode with lower layers: a directory this apply implied (a member inside it, no
    * member for it) takes the owner, mode, xattrs and times the layers below show for it, as
    * overlayfs's copy-up does, rather than 0755 (moby's overlay2). True if it did.
    */
   #copyUp(rel: string): boolean {
     // The merged view's first directory at `rel` is the one just made; the next is below.
-    const below = this.#merged?.descend(rel).dirs[1]
+    const below = this.#merged()?.descend(rel).dirs[1]
     if (below === undefined) return false
     this.#op = 'copy up directory'
     const from = fsPath(below)
@@ -352,7 +364,7 @@ export class Applier {
    * directories of this apply count), null if none or if that is the target's own path.
    */
   #mergedFile(to: string): Buffer | string | null {
-    const view = this.#merged?.descend(to)
+    const view = this.#merged()?.descend(to)
     if (view?.top == null || view.topStat?.isDirectory() !== false) return null
     return view.top === this.#guard.abs(to) ? null : fsPath(view.top)
   }

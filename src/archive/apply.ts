@@ -76,12 +76,12 @@ export async function applyLayer(
   options: ApplyOptions,
 ): Promise<ApplyResult> {
   const overlay = options.whiteouts === 'overlay'
-  const [{ root, stat }, ids, lowers] = await Promise.all([
-    realDirectory(target),
-    creatorIds(),
-    Promise.all((overlay ? (options.lowers ?? []) : []).map(async (dir) => (await realDirectory(dir)).root)),
-  ])
-  const applier = new Applier(root, stat, ids, { overlay, bestEffortXattrs: options.bestEffortXattrs ?? false, lowers })
+  const [{ root, stat }, ids] = await Promise.all([realDirectory(target), creatorIds()])
+  const applier = new Applier(root, stat, ids, {
+    overlay,
+    bestEffortXattrs: options.bestEffortXattrs ?? false,
+    lowers: overlay ? (options.lowers ?? []) : [],
+  })
   try {
     for await (const member of members) {
       const pending = applier.apply(member)

@@ -158,10 +158,12 @@ export class BindDriver implements DiffGetterDriver {
     // Built under a scratch name and renamed into place last: `<id>/` is never half made.
     const tmp = join(this.home, scratchName(id, 'creating'))
     this.#links.delete(id)
+    let link: StackLink | null = null
     try {
       await mkdir(tmp, { mode: 0o710 })
       // A read-only layer on a read-only parent is a diff; anything else a complete tree.
-      if (readWrite || (parent !== null && (await this.#isReadWrite(parent)))) {
+      const complete = readWrite || (parent !== null && (await this.#isReadWrite(parent)))
+      if (complete) {
         const root = join(tmp, 'root')
         await mkdir(root, { mode: 0o755 })
         if (parent !== null) await copyDir(await this.#tree(parent), root)
@@ -169,6 +171,7 @@ export class BindDriver implements DiffGetterDriver {
         await mkdir(join(tmp, 'diff'), { mode: 0o755 })
       }
       if (parent !== null) await writeFile(join(tmp, 'parent'), parent, { mode: 0o644 })
+      if (!complete) link = { dir: this.#diffDir(id), below: parent }
       if (readWrite) await writeFile(join(tmp, 'rw'), '', { mode: 0o644 })
       await rename(tmp, this.#dir(id))
     } catch (err) {
@@ -176,6 +179,8 @@ export class BindDriver implements DiffGetterDriver {
       if (hasErrno(err, 'ENOTEMPTY') || hasErrno(err, 'EEXIST')) throw new LayerExistsError(this.name, id, { cause: err })
       throw err
     }
+    // Known now: the apply that follows, and the next layer's stack, need not read it back.
+    if (link !== null) this.#links.set(id, link)
     debug('created %s layer %s (parent %s)', readWrite ? 'rw' : 'ro', id, parent ?? '-')
   }
 
@@ -320,12 +325,11 @@ export class BindDriver implements DiffGetterDriver {
    */
   async applyDiff(id: DriverLayerID, _parent: DriverLayerID | null, members: AsyncIterable<TarMember>): Promise<number> {
     this.#checkWritable('apply a diff')
-    await this.#mustExist(id)
-    const diff = this.#diffDir(id)
-    if (!(await isDirectory(diff))) return (await applyLayer(members, this.#root(id), { whiteouts: 'naive' })).size
-    const parent = await this.#parentOf(id)
-    const lowers = parent === null ? [] : await this.#stack(parent)
-    return (await applyLayer(members, diff, { whiteouts: 'overlay', lowers })).size
+    assertLayerID(this.name, id)
+    const link = this.#links.get(id) ?? (await this.#readLink(id, true))
+    if (link.dir === this.#root(id)) return (await applyLayer(members, link.dir, { whiteouts: 'naive' })).size
+    const lowers = link.below === null ? [] : await this.#stack(link.below)
+    return (await applyLayer(members, link.dir, { whiteouts: 'overlay', lowers })).size
   }
 
   /** A tar of the changes (tree comparison; see `naiveDiff`). */
