@@ -125,17 +125,31 @@ class TreeRemoval {
     }
   }
 
-  /** Unlinks the files of `node`, stacks its subdirectories, and removes it if that was all. */
+  /**
+   * Unlinks the files of `node`, stacks its subdirectories, and removes it if that was all.
+   * A file's path is written into one buffer per directory (its unlinks run one at a time):
+   * a new Buffer per file is garbage that, for a layer of 55k files, raised the peak RSS of
+   * removing it by several MiB before the collector caught up.
+   */
   async #empty(node: DirNode): Promise<void> {
     const entries = await fsp.readdir(node.path, { encoding: 'buffer', withFileTypes: true })
+    const prefix = node.path.length + 1
+    let scratch = Buffer.allocUnsafe(prefix + NAME_MAX)
+    node.path.copy(scratch)
+    scratch[node.path.length] = SLASH
     for (const d of entries) {
-      const child = Buffer.concat([node.path, SLASH, d.name])
       if (d.isDirectory()) {
         node.pending++
-        this.#stack.push({ path: child, parent: node, pending: 1 })
-      } else {
-        await fsp.unlink(child).catch(ignoreMissing)
+        this.#stack.push({ path: Buffer.concat([node.path, SLASH_BUFFER, d.name]), parent: node, pending: 1 })
+        continue
       }
+      if (prefix + d.name.length > scratch.length) {
+        const bigger = Buffer.allocUnsafe(prefix + d.name.length)
+        scratch.copy(bigger, 0, 0, prefix)
+        scratch = bigger
+      }
+      d.name.copy(scratch, prefix)
+      await fsp.unlink(scratch.subarray(0, prefix + d.name.length)).catch(ignoreMissing)
     }
     this.#pump()
     await this.#finish(node)
@@ -149,7 +163,10 @@ class TreeRemoval {
   }
 }
 
-const SLASH = Buffer.from('/')
+const SLASH = 0x2f
+const SLASH_BUFFER = Buffer.from('/')
+/** The longest file name Linux allows (bytes). */
+const NAME_MAX = 255
 
 function ignoreMissing(err: unknown): void {
   if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err

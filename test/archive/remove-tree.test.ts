@@ -23,6 +23,8 @@ describe('removeTreeAsync', () => {
       path = join(path, `d${depth}`)
       await mkdir(path, { recursive: true })
       for (let i = 0; i < 40; i++) await writeFile(join(path, `f${i}`), '')
+      // The longest name a file can have, beside short ones that are prefixes of each other.
+      await writeFile(join(path, 'n'.repeat(255)), '')
     }
     // A Latin-1 name (not UTF-8) and symlinks to a directory outside, at the top and deep down.
     const latin1 = Buffer.concat([Buffer.from(tree), Buffer.from('/caf'), Buffer.from([0xe9])])
