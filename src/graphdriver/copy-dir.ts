@@ -6,15 +6,16 @@
  * symlinks, hard links within the tree, sparse holes and non-UTF-8 names (paths stay Buffers
  * throughout).
  *
- * File content goes by reflink (`FICLONE`: instant and shared on btrfs/xfs), else by
- * `copy_file_range` (in-kernel, no user-space buffers), else by a plain read/write loop. The
+ * File content goes by reflink (`FICLONE`: instant and shared on btrfs/xfs), else, for a
+ * file above {@link SYNC_COPY_MAX}, by libuv's copyfile (`copy_file_range`: in-kernel, no
+ * user-space buffers), else by a plain read/write loop. The
  * first failure of a method disables it for the rest of the copy, as moby does, so an ext4
  * tree does not pay a failing ioctl per file. A sparse source skips `copy_file_range`, which
  * would fill its holes; the plain loop keeps holes by not writing zero blocks.
  *
  * Speed: the walk and the per-entry metadata calls are synchronous, and so is the content of
- * small files (their reflink included, so that a tree of small files never starts the native
- * worker). An async fs call costs a thread-pool hop
+ * small files, and every reflink (a copy never starts the native worker, ~13 MiB). An async
+ * fs call costs a thread-pool hop
  * (~10–20 µs) and an async native call a worker round trip, against ~1–5 µs for the same call
  * made directly; a copy makes about ten such calls per entry. On a 5,300-file Debian tree the
  * all-async version took 8–15 s where `cp -a` took 0.5–0.7 s. To keep the event loop
@@ -38,11 +39,11 @@ import {
   writeSync,
 } from 'node:fs'
 import type { BigIntStats } from 'node:fs'
-import { open } from 'node:fs/promises'
+import { copyFile as fsCopyFile, open } from 'node:fs/promises'
 import type { FileHandle } from 'node:fs/promises'
 import { setImmediate as yieldToLoop } from 'node:timers/promises'
 import createDebug from 'debug'
-import { copyFileRange, devMajor, devMinor, ficlone, ficloneSync, lgetxattr, llistxattr, lsetxattr, mknod, timeSpecOfNs, utimensat } from '../native/index.js'
+import { devMajor, devMinor, ficloneSync, lgetxattr, llistxattr, lsetxattr, mknod, timeSpecOfNs, utimensat } from '../native/index.js'
 
 const debug = createDebug('layerstore:graphdriver')
 
@@ -169,24 +170,24 @@ async function copyFile(from: Buffer, to: Buffer, st: BigIntStats, state: CopySt
   try {
     const dst = await open(to, CREATE_FLAGS, 0o600)
     try {
+      // A reflink is metadata whatever the size: on this thread too (see copySmallFile).
       if (state.clone) {
         try {
-          await ficlone(dst.fd, src.fd)
+          ficloneSync(dst.fd, src.fd)
           state.stats.reflinked++
           return
         } catch (err) {
           disableClone(state, err)
         }
       }
-      let done = 0
       if (state.range && !sparse) {
-        done = await rangeCopy(src, dst, size, state)
-        if (done >= size) {
-          state.stats.rangeCopied++
-          return
-        }
+        // libuv's copyfile: copy_file_range on the thread pool (sendfile where it cannot),
+        // without starting the native worker (~13 MiB) for the few big files of a tree.
+        await fsCopyFile(from, to)
+        state.stats.rangeCopied++
+        return
       }
-      await plainCopy(src, dst, done, size, sparse, state.buf)
+      await plainCopy(src, dst, 0, size, sparse, state.buf)
       state.stats.plainCopied++
     } finally {
       await dst.close()
@@ -238,25 +239,6 @@ function copySmallFile(from: Buffer, to: Buffer, size: number, sparse: boolean, 
   } finally {
     closeSync(src)
   }
-}
-
-/** Copies with copy_file_range from offset 0; returns how far it got (all, or where it stopped). */
-async function rangeCopy(src: FileHandle, dst: FileHandle, size: number, state: CopyState): Promise<number> {
-  let done = 0
-  while (done < size) {
-    let n: number
-    try {
-      n = await copyFileRange(src.fd, done, dst.fd, done, Math.min(size - done, 1 << 30))
-    } catch (err) {
-      // EXDEV, ENOSYS, EOPNOTSUPP, EINVAL: this filesystem pair cannot; fall back for good.
-      state.range = false
-      debug('copy_file_range disabled: %s', errCode(err) ?? err)
-      return done
-    }
-    if (n === 0) break // the source shrank under us; the plain loop finds the same end
-    done += n
-  }
-  return done
 }
 
 async function plainCopy(src: FileHandle, dst: FileHandle, from: number, size: number, sparse: boolean, buf: Buffer): Promise<void> {
