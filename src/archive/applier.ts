@@ -238,6 +238,10 @@ export class Applier {
       else {
         this.#replace(rel, p)
         fs.mkdirSync(p, exact ? perm : 0o700)
+        // What it replaced (a whiteout, or a file this apply wrote) hid the layers below
+        // at this path: so must the directory, or a deleted directory's files resurface
+        // (overlayfs marks a directory made over a whiteout opaque too).
+        if (this.#overlay) lsetxattr(p, OVERLAY_OPAQUE_XATTR, OVERLAY_OPAQUE_VALUE)
       }
     }
     if (fresh) this.#fresh?.add(rel)

@@ -2,7 +2,8 @@
  * `LowerView`: one path as a stack of overlay-format layer directories shows it merged, top
  * first, without mounting anything. What overlayfs does at lookup, done with lstat: a
  * whiteout (character device 0/0) or a non-directory hides everything below it, and an
- * opaque directory (`trusted.overlay.opaque=y`) hides the layers below it.
+ * opaque directory (`trusted.overlay.opaque=y`) hides the layers below it. A layer's own
+ * data is taken as overlay format too: a device 0/0 is a whiteout wherever it is.
  *
  * Used to read an upper directory's changes against its lowers (changes.ts), to find a
  * hardlink's target in the layers below an apply (applier.ts), and by drivers that flatten
@@ -33,9 +34,15 @@ export class LowerView {
     readonly topStat: fs.BigIntStats | null,
   ) {}
 
-  /** The root of a stack of layer directories (absolute byte strings, top first). */
+  /**
+   * The root of a stack of layer directories (absolute byte strings, top first). A layer
+   * whose root is opaque hides the layers below it, as its tar's `.wh..wh..opq` meant
+   * (overlayfs itself ignores the mark on a mount's root).
+   */
   static root(layers: readonly string[]): LowerView {
-    return new LowerView(layers, '', true, layers[0] ?? null, null)
+    const opaque = layers.findIndex(isOpaqueDir)
+    const dirs = opaque < 0 ? layers : layers.slice(0, opaque + 1)
+    return new LowerView(dirs, '', true, layers[0] ?? null, null)
   }
 
   /** The entry `name` of this directory (nothing, if this is not a directory). */

@@ -511,6 +511,13 @@ describe.skipIf(!isRoot)('applyTar', () => {
       expect(fs.statSync(path.join(outside, 'secret')).nlink).toBe(1)
     })
 
+    it('marks a directory made over a whiteout opaque, so the deleted one stays hidden', async () => {
+      const target = tempDir('t')
+      await applyBuffer(await craftTar([{ name: '.wh.d', content: '' }, { name: 'd/', type: 'directory' }, { name: 'd/x', content: 'x' }]), target, { whiteouts: 'overlay' })
+      expect(lgetxattr(path.join(target, 'd'), 'trusted.overlay.opaque')).toEqual(Buffer.from('y'))
+      expect(fs.readdirSync(path.join(target, 'd'))).toEqual(['x'])
+    })
+
     it('naive mode keeps overlay xattrs a tar carries (nothing mounts it)', async () => {
       const target = tempDir('t')
       const tar = await craftTar([{ name: 'a/', type: 'directory', pax: { 'SCHILY.xattr.trusted.overlay.opaque': 'y' } }])

@@ -163,8 +163,12 @@ describe.skipIf(!isRoot)('bind driver', () => {
   it('shows the tree vfs shows for a stack of whiteouts, opaque dirs, replaced types and implied dirs', async () => {
     const stack: MemberSpec[][] = [
       [
+        // The root's attributes: later layers without a `./` member keep them.
+        { name: './', type: 'directory', mode: 0o750, uid: 5, gid: 6, mtime: { sec: 1_000_000_000, nsec: 0 } },
         { name: 'etc', type: 'directory', mode: 0o755 },
         { name: 'etc/passwd', content: 'root\n' },
+        { name: 'recreated', type: 'directory' },
+        { name: 'recreated/deleted', content: 'must not come back\n' },
         { name: 'root', type: 'directory', mode: 0o700, uid: 3, gid: 4, mtime: { sec: 1_000_000_000, nsec: 7 } },
         { name: 'root/.profile', content: 'profile\n' },
         { name: 'opaque', type: 'directory' },
@@ -186,6 +190,10 @@ describe.skipIf(!isRoot)('bind driver', () => {
         { name: 'was-file', type: 'directory' },
         { name: 'was-file/x', content: 'x' },
         whiteout('gone-dir'),
+        // Deleted, then made again in the same layer: nothing of the old one shows.
+        whiteout('recreated'),
+        { name: 'recreated', type: 'directory' },
+        { name: 'recreated/new', content: 'new\n' },
       ],
       [
         // A hardlink to a grandparent's file, and one to a path this layer whites out first.
@@ -195,6 +203,28 @@ describe.skipIf(!isRoot)('bind driver', () => {
         { name: 'gone-dir/b', content: 'b' },
       ],
     ]
+    const [bind, vfs] = await topViews(stack)
+    // Directory mtimes move as entries are made (vfs's root/ too; bind keeps its lower's, below).
+    const dirMtime = (_path: string, field: string): boolean => field === 'mtime' && bind.get(_path)?.type === 'dir'
+    expect(diffTrees(vfs, bind, { ignore: dirMtime }), formatTree(bind)).toEqual([])
+    expect(bind.get('root')).toMatchObject({ mode: 0o700, uid: 3, gid: 4, mtime: '1000000000000000007' })
+    expect(bind.get('etc/passwd')?.hardlinks).toEqual(['etc/passwd', 'etc/passwd-link'])
+    expect([...bind.keys()].filter((p) => /^(opaque|gone-dir|recreated)\//.test(p))).toEqual(['gone-dir/b', 'opaque/new', 'recreated/new'])
+    expect(bind.get('')).toMatchObject({ mode: 0o750, uid: 5, gid: 6 })
+  })
+
+  it('hides every lower layer under an opaque root, as vfs does', async () => {
+    const [bind, vfs] = await topViews([
+      [{ name: 'a', content: 'a' }, { name: 'd', type: 'directory' }, { name: 'd/b', content: 'b' }],
+      [{ name: 'c', content: 'c' }],
+      [{ name: '.wh..wh..opq', content: '' }, { name: 'd', type: 'directory' }, { name: 'd/e', content: 'e' }],
+    ])
+    expect([...bind.keys()]).toEqual(['', 'd', 'd/e'])
+    expect(diffTrees(vfs, bind, { ignore: (path, field) => field === 'mtime' && bind.get(path)?.type === 'dir' })).toEqual([])
+  })
+
+  /** The top layer's view of `stack` (layers bottom first) made on bind and on vfs. */
+  async function topViews(stack: MemberSpec[][]): Promise<[Tree, Tree]> {
     const trees: Tree[] = []
     for (const name of ['bind', 'vfs']) {
       const d = await open(name)
@@ -204,14 +234,8 @@ describe.skipIf(!isRoot)('bind driver', () => {
       }
       trees.push(await withGet(d, `l${stack.length - 1}`, async (view) => snapshotTree(view)))
     }
-    const [bind, vfs] = trees as [Tree, Tree]
-    // Directory mtimes move as entries are made (vfs's root/ too; bind keeps its lower's, below); the root's attributes come from different layers.
-    const dirMtime = (path: string, field: string): boolean => path === '' || (field === 'mtime' && bind.get(path)?.type === 'dir')
-    expect(diffTrees(vfs, bind, { ignore: dirMtime }), formatTree(bind)).toEqual([])
-    expect(bind.get('root')).toMatchObject({ mode: 0o700, uid: 3, gid: 4, mtime: '1000000000000000007' })
-    expect(bind.get('etc/passwd')?.hardlinks).toEqual(['etc/passwd', 'etc/passwd-link'])
-    expect([...bind.keys()].filter((p) => p.startsWith('opaque/') || p.startsWith('gone-dir/'))).toEqual(['gone-dir/b', 'opaque/new'])
-  })
+    return trees as [Tree, Tree]
+  }
 
   it('flattens once for concurrent users, in one process or two, and stacks a new layer on an old-style tree', async () => {
     const d = await open()

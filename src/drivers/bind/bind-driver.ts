@@ -36,11 +36,11 @@
  * `get` returns the layer's tree itself (what naive diffs read) if it has one, and refuses a
  * layer not flattened yet; `put` only counts down.
  */
-import { mkdir, readdir, readFile, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises'
+import { lstat, mkdir, readdir, readFile, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Readable } from 'node:stream'
 import createDebug from 'debug'
-import { applyLayer, removeTreeAsync } from '../../archive/index.js'
+import { applyLayer, isOverlayXattr, removeTreeAsync } from '../../archive/index.js'
 import type { Change } from '../../archive/index.js'
 import type {
   CreateOptions,
@@ -54,6 +54,8 @@ import {
   assertLayerID,
   checkSharedView,
   copyDir,
+  copyMetadata,
+  GraphDriverInternalError,
   InvalidDriverOptionError,
   hasErrno,
   holdsLayerDirs,
@@ -168,7 +170,14 @@ export class BindDriver implements DiffGetterDriver {
         await mkdir(root, { mode: 0o755 })
         if (parent !== null) await copyDir(await this.#tree(parent), root)
       } else {
-        await mkdir(join(tmp, 'diff'), { mode: 0o755 })
+        const diff = join(tmp, 'diff')
+        await mkdir(diff, { mode: 0o755 })
+        // The root keeps its parent's owner, mode, xattrs and times unless the tar says
+        // otherwise (its `./` member), as in a copy of the parent's tree.
+        if (parent !== null) {
+          const below = Buffer.from((await this.#stack(parent))[0]!)
+          copyMetadata(below, Buffer.from(diff), await lstat(below, { bigint: true }), isOverlayXattr)
+        }
       }
       if (parent !== null) await writeFile(join(tmp, 'parent'), parent, { mode: 0o644 })
       if (!complete) link = { dir: this.#diffDir(id), below: parent }
@@ -376,16 +385,22 @@ export class BindDriver implements DiffGetterDriver {
     if (!(await isDirectory(this.#diffDir(id)))) throw new LayerNotFoundError(this.name, id)
     this.#checkWritable(`flatten layer ${id} (it has no tree yet)`)
     const stack = await this.#stack(id)
+    // The tree is made inside a fresh scratch dir: it takes the layer's old root times, and a
+    // scratch dir that looked that old could be swept by another process's init meanwhile.
     const tmp = join(this.home, scratchName(id, 'flattening'))
     try {
-      await mkdir(tmp, { mode: 0o755 })
-      const stats = await flattenLayers(stack, tmp)
-      await rename(tmp, root)
+      await mkdir(tmp, { mode: 0o700 })
+      await mkdir(join(tmp, 'root'), { mode: 0o755 })
+      const stats = await flattenLayers(stack, join(tmp, 'root'))
+      await rename(join(tmp, 'root'), root)
       debug('flattened layer %s from %d layers: %o', id, stack.length, stats)
     } catch (err) {
-      await rm(tmp, { recursive: true, force: true })
-      if (!hasErrno(err, 'ENOTEMPTY') && !hasErrno(err, 'EEXIST')) throw err
+      if (!hasErrno(err, 'ENOTEMPTY') && !hasErrno(err, 'EEXIST')) {
+        await rm(tmp, { recursive: true, force: true })
+        throw err
+      }
     }
+    await rm(tmp, { recursive: true, force: true })
     return root
   }
 
@@ -397,6 +412,8 @@ export class BindDriver implements DiffGetterDriver {
   async #stack(id: string): Promise<string[]> {
     const layers: string[] = []
     for (let layer: string | null = id; layer !== null; ) {
+      // A cycle of `parent` files (a damaged home) must not loop for ever.
+      if (layers.length > MAX_LAYER_DEPTH) throw new GraphDriverInternalError(`bind: the parents of layer ${id} are more than ${MAX_LAYER_DEPTH} deep: ${this.home} is damaged`)
       const link: StackLink = this.#links.get(layer) ?? (await this.#readLink(layer, layer === id))
       layers.push(link.dir)
       layer = link.below

@@ -40,8 +40,10 @@ export interface FlattenStats {
 
 /**
  * Makes `dst` (an existing empty directory, on the layers' filesystem) the merged tree of
- * `layers` (absolute paths, top first). Fails on the first error, leaving a partial tree the
- * caller removes. Cost: O(entries of the merged tree + entries each layer hides), no data.
+ * `layers` (absolute paths, top first); `dst` takes the top layer's root attributes, its
+ * times included, so it should not be a scratch directory judged by its age. Fails on the
+ * first error, leaving a partial tree the caller removes. Cost: O(entries of the merged tree
+ * + entries each layer hides), no data.
  */
 export async function flattenLayers(layers: readonly string[], dst: string): Promise<FlattenStats> {
   const state = { stats: { dirs: 0, symlinks: 0, links: 0, copies: 0 }, seen: 0 }
