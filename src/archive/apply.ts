@@ -68,7 +68,10 @@ export interface ApplyResult {
  * reset to the epoch; a whiteout of a missing directory creates nothing; a root entry (`./`)
  * gives the target its attributes (GNU tar does too; moby skips it); a GNU dumpdir member
  * (`D`) is a directory, as to GNU tar (moby fails on it). Global headers and volume labels
- * are skipped.
+ * are skipped. In overlay mode, a directory made where a whiteout (or a non-directory) was
+ * is marked opaque, as overlayfs marks it (moby's leaves the deleted directory's lower
+ * contents visible), a hardlink to a whiteout fails as a missing target, and, given
+ * `lowers`, an implied directory takes the lower one's attributes (moby's: 0755).
  */
 export async function applyLayer(
   members: AsyncIterable<TarMember>,
