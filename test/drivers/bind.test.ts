@@ -95,6 +95,7 @@ describe.skipIf(!isRoot)('bind driver', () => {
     expect((await readdir(join(tmp, 'bind', 'child'))).sort()).toEqual(['diff', 'parent'])
     await d.applyDiff('child', 'base', members(CHILD))
     expect((await readdir(join(tmp, 'bind', 'child'))).sort()).toEqual(['diff', 'parent'])
+    expect(Object.keys(await d.getMetadata('child')).sort()).toEqual(['DiffDir', 'MergedDir', 'Parent'])
 
     await withGet(d, 'base', (parent) =>
       withGet(d, 'child', async (child) => {
@@ -123,6 +124,7 @@ describe.skipIf(!isRoot)('bind driver', () => {
     )
     // The first get flattened the tree, and keeps it.
     expect((await readdir(join(tmp, 'bind', 'child'))).sort()).toEqual(['diff', 'parent', 'root'])
+    expect(await d.getMetadata('child')).toMatchObject({ SourceDir: join(tmp, 'bind', 'child', 'root'), DiffDir: join(tmp, 'bind', 'child', 'diff') })
   })
 
   it('serves a read-only layer through a read-only bind mount (EROFS)', async () => {

@@ -306,11 +306,13 @@ export class BindDriver implements DiffGetterDriver {
     ]
   }
 
-  /** `{ SourceDir, MergedDir, Parent? }`. */
+  /** `{ SourceDir?, DiffDir?, MergedDir, Parent? }`: SourceDir once the layer has its tree, DiffDir if it has a diff. */
   async getMetadata(id: DriverLayerID): Promise<Readonly<Record<string, string>>> {
     await this.#mustExist(id)
-    const meta: Record<string, string> = { SourceDir: this.#root(id), MergedDir: this.#mountPoint(id) }
+    const meta: Record<string, string> = {}
+    if (await isDirectory(this.#root(id))) meta.SourceDir = this.#root(id)
     if (await isDirectory(this.#diffDir(id))) meta.DiffDir = this.#diffDir(id)
+    meta.MergedDir = this.#mountPoint(id)
     const parent = await readFile(join(this.#dir(id), 'parent'), 'utf8').catch(() => null)
     if (parent) meta.Parent = parent
     return meta
