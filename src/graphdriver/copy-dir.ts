@@ -49,6 +49,8 @@ const debug = createDebug('layerstore:graphdriver')
 
 const SLASH = Buffer.from('/')
 const CHUNK = 1024 * 1024
+/** The smallest copy buffer (whole 4 KiB blocks, for dataRuns). */
+const MIN_BUFFER = 64 * 1024
 /** Files up to this size are copied with blocking reads and writes (see the module doc). */
 export const SYNC_COPY_MAX = 256 * 1024
 /** Entries copied between two yields to the event loop. */
@@ -82,7 +84,8 @@ interface CopyState {
   readonly links: Map<string, Buffer>
   readonly stats: CopyStats
   entries: number
-  readonly buf: Buffer
+  /** The read/write loop's buffer: made when first needed, as big as the files need (≤ CHUNK). */
+  buf: Buffer | null
 }
 
 /**
@@ -97,7 +100,7 @@ export async function copyDir(src: string | Buffer, dst: string | Buffer, option
     links: new Map(),
     stats: { files: 0, reflinked: 0, rangeCopied: 0, plainCopied: 0, hardlinks: 0 },
     entries: 0,
-    buf: Buffer.allocUnsafe(CHUNK),
+    buf: null,
   }
   const s = toBuffer(src)
   const d = toBuffer(dst)
@@ -187,7 +190,7 @@ async function copyFile(from: Buffer, to: Buffer, st: BigIntStats, state: CopySt
         state.stats.rangeCopied++
         return
       }
-      await plainCopy(src, dst, 0, size, sparse, state.buf)
+      await plainCopy(src, dst, 0, size, sparse, copyBuffer(state, size))
       state.stats.plainCopied++
     } finally {
       await dst.close()
@@ -220,11 +223,12 @@ function copySmallFile(from: Buffer, to: Buffer, size: number, sparse: boolean, 
           disableClone(state, err)
         }
       }
+      const buf = copyBuffer(state, size)
       let pos = 0
       while (pos < size) {
-        const n = readSync(src, state.buf, 0, Math.min(CHUNK, size - pos), pos)
+        const n = readSync(src, buf, 0, Math.min(buf.length, size - pos), pos)
         if (n === 0) break
-        const data = state.buf.subarray(0, n)
+        const data = buf.subarray(0, n)
         for (const [start, end] of sparse ? dataRuns(data) : [[0, n] as const]) {
           let off = start
           while (off < end) off += writeSync(dst, data, off, end - off, pos + off)
@@ -241,10 +245,21 @@ function copySmallFile(from: Buffer, to: Buffer, size: number, sparse: boolean, 
   }
 }
 
+/**
+ * The copy's buffer for a file of `size` bytes. A tree of small files (a chain's layers) then
+ * costs 64 KiB, not a 1 MiB buffer per copy: creating a read-write layer copies twice (its
+ * init layer and itself), and those buffers waited for a major GC, 2 MiB per layer.
+ */
+function copyBuffer(state: CopyState, size: number): Buffer {
+  const want = Math.min(CHUNK, Math.max(MIN_BUFFER, size))
+  if (state.buf === null || state.buf.length < want) state.buf = Buffer.allocUnsafe(want)
+  return state.buf
+}
+
 async function plainCopy(src: FileHandle, dst: FileHandle, from: number, size: number, sparse: boolean, buf: Buffer): Promise<void> {
   let pos = from
   while (pos < size) {
-    const { bytesRead } = await src.read(buf, 0, Math.min(CHUNK, size - pos), pos)
+    const { bytesRead } = await src.read(buf, 0, Math.min(buf.length, size - pos), pos)
     if (bytesRead === 0) break
     const data = buf.subarray(0, bytesRead)
     for (const [start, end] of sparse ? dataRuns(data) : [[0, bytesRead] as const]) {
