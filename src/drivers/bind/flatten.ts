@@ -21,7 +21,7 @@
 import fs, { constants as fsConstants } from 'node:fs'
 import { setImmediate as yieldToLoop } from 'node:timers/promises'
 import createDebug from 'debug'
-import { LowerView, isOverlayXattr } from '../../archive/index.js'
+import { LowerView, bytesOfText, isOverlayXattr } from '../../archive/index.js'
 import { copyMetadata } from '../../graphdriver/index.js'
 
 const debug = createDebug('layerstore:bind')
@@ -48,7 +48,7 @@ export interface FlattenStats {
 export async function flattenLayers(layers: readonly string[], dst: string): Promise<FlattenStats> {
   const state = { stats: { dirs: 0, symlinks: 0, links: 0, copies: 0 }, seen: 0 }
   const root = Buffer.from(dst)
-  await flattenDir(LowerView.root(layers.map(byteString)), root, state)
+  await flattenDir(LowerView.root(layers.map(bytesOfText)), root, state)
   const top = Buffer.from(layers[0] ?? dst)
   copyMetadata(top, root, fs.lstatSync(top, { bigint: true }), isOverlayXattr)
   debug('flattened %d layers into %s: %o', layers.length, dst, state.stats)
@@ -94,9 +94,4 @@ function linkOrCopy(from: Buffer, to: Buffer, st: fs.BigIntStats, stats: Flatten
     copyMetadata(from, to, st)
     stats.copies++
   }
-}
-
-/** A path as the archive module's byte strings have it: one char per byte. */
-function byteString(path: string): string {
-  return Buffer.from(path).toString('latin1')
 }
