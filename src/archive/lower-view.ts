@@ -14,25 +14,26 @@
  */
 import fs from 'node:fs'
 import { lgetxattr } from '../native/index.js'
-import { fsPath, joinRel } from './byte-path.js'
+import { fsPath } from './byte-path.js'
 import { OVERLAY_OPAQUE_VALUE, OVERLAY_OPAQUE_XATTR } from './whiteout.js'
 
 /** One path of the merged view. */
 export class LowerView {
-  static readonly EMPTY = new LowerView([], '', false, null, null)
+  static readonly EMPTY = new LowerView([], null, null)
 
   private constructor(
     /** Absolute byte-string paths of this path in each contributing layer, top first: set only for a directory. */
     readonly dirs: readonly string[],
-    /** The path, relative to the layers' roots. */
-    readonly rel: string,
-    /** True if the merged view has something at this path. */
-    readonly exists: boolean,
     /** The absolute path of what the view shows here (the topmost entry), null if nothing. */
     readonly top: string | null,
-    /** Its lstat. */
+    /** Its lstat (null at the root, which is never looked up). */
     readonly topStat: fs.BigIntStats | null,
   ) {}
+
+  /** True if the merged view has something at this path. */
+  get exists(): boolean {
+    return this.top !== null
+  }
 
   /**
    * The root of a stack of layer directories (absolute byte strings, top first). A layer
@@ -42,7 +43,7 @@ export class LowerView {
   static root(layers: readonly string[]): LowerView {
     const opaque = layers.findIndex(isOpaqueDir)
     const dirs = opaque < 0 ? layers : layers.slice(0, opaque + 1)
-    return new LowerView(dirs, '', true, layers[0] ?? null, null)
+    return new LowerView(dirs, layers[0] ?? null, null)
   }
 
   /** The entry `name` of this directory (nothing, if this is not a directory). */
@@ -63,7 +64,7 @@ export class LowerView {
       dirs.push(abs)
       if (isOpaqueDir(abs)) break
     }
-    return new LowerView(dirs, joinRel(this.rel, name), top !== null, top, topStat)
+    return new LowerView(dirs, top, topStat)
   }
 
   /** The path `rel` (`a/b/c`) below this one, walked a name at a time. */

@@ -134,22 +134,20 @@ class TreeRemoval {
   async #empty(node: DirNode): Promise<void> {
     const entries = await fsp.readdir(node.path, { encoding: 'buffer', withFileTypes: true })
     const prefix = node.path.length + 1
-    let scratch = Buffer.allocUnsafe(prefix + NAME_MAX)
+    const scratch = Buffer.allocUnsafe(prefix + NAME_MAX)
     node.path.copy(scratch)
     scratch[node.path.length] = SLASH
     for (const d of entries) {
+      // Never truncated: Linux returns no name longer than NAME_MAX, and one would be refused.
+      if (d.name.length > NAME_MAX) throw new RangeError(`a name of ${d.name.length} bytes in ${node.path.toString()}`)
+      const child = scratch.subarray(0, prefix + d.name.copy(scratch, prefix))
       if (d.isDirectory()) {
         node.pending++
-        this.#stack.push({ path: Buffer.concat([node.path, SLASH_BUFFER, d.name]), parent: node, pending: 1 })
-        continue
+        // Kept on the stack, so a copy of its own.
+        this.#stack.push({ path: Buffer.from(child), parent: node, pending: 1 })
+      } else {
+        await fsp.unlink(child).catch(ignoreMissing)
       }
-      if (prefix + d.name.length > scratch.length) {
-        const bigger = Buffer.allocUnsafe(prefix + d.name.length)
-        scratch.copy(bigger, 0, 0, prefix)
-        scratch = bigger
-      }
-      d.name.copy(scratch, prefix)
-      await fsp.unlink(scratch.subarray(0, prefix + d.name.length)).catch(ignoreMissing)
     }
     this.#pump()
     await this.#finish(node)
@@ -164,8 +162,7 @@ class TreeRemoval {
 }
 
 const SLASH = 0x2f
-const SLASH_BUFFER = Buffer.from('/')
-/** The longest file name Linux allows (bytes). */
+/** The longest file name Linux allows (bytes): no entry name is longer. */
 const NAME_MAX = 255
 
 function ignoreMissing(err: unknown): void {
