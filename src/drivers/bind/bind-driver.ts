@@ -156,15 +156,17 @@ export class BindDriver implements DiffGetterDriver {
     assertLayerID(this.name, id)
     if (parent !== null) assertLayerID(this.name, parent)
     if (await this.exists(id)) throw new LayerExistsError(this.name, id)
-    if (parent !== null && !(await this.exists(parent))) throw new LayerNotFoundError(this.name, parent, 'parent')
+    this.#links.delete(id)
+    // The parent's place in its stack (LayerNotFoundError if it has none): a parent that is
+    // a diff is read-only by construction, so only a complete one is asked about `rw`.
+    const parentLink = parent === null ? null : (this.#links.get(parent) ?? (await this.#readLink(parent, false)))
     // Built under a scratch name and renamed into place last: `<id>/` is never half made.
     const tmp = join(this.home, scratchName(id, 'creating'))
-    this.#links.delete(id)
     let link: StackLink | null = null
     try {
       await mkdir(tmp, { mode: 0o710 })
       // A read-only layer on a read-only parent is a diff; anything else a complete tree.
-      const complete = readWrite || (parent !== null && (await this.#isReadWrite(parent)))
+      const complete = readWrite || (parent !== null && parentLink?.dir === this.#root(parent) && (await this.#isReadWrite(parent)))
       if (complete) {
         const root = join(tmp, 'root')
         await mkdir(root, { mode: 0o755 })
@@ -174,8 +176,8 @@ export class BindDriver implements DiffGetterDriver {
         await mkdir(diff, { mode: 0o755 })
         // The root keeps its parent's owner, mode, xattrs and times unless the tar says
         // otherwise (its `./` member), as in a copy of the parent's tree.
-        if (parent !== null) {
-          const below = Buffer.from((await this.#stack(parent))[0]!)
+        if (parentLink !== null) {
+          const below = Buffer.from(parentLink.dir)
           copyMetadata(below, Buffer.from(diff), await lstat(below, { bigint: true }), isOverlayXattr)
         }
       }
@@ -281,10 +283,10 @@ export class BindDriver implements DiffGetterDriver {
     }
   }
 
-  /** True if the layer's dir exists (with its diff or its tree). */
+  /** True if the layer's dir exists: it is renamed into place whole (see `list`). */
   async exists(id: DriverLayerID): Promise<boolean> {
     assertLayerID(this.name, id)
-    return (await isDirectory(this.#diffDir(id))) || isDirectory(this.#root(id))
+    return isDirectory(this.#dir(id))
   }
 
   /**
@@ -384,7 +386,6 @@ export class BindDriver implements DiffGetterDriver {
   async #flatten(id: string): Promise<string> {
     const root = this.#root(id)
     if (await isDirectory(root)) return root
-    if (!(await isDirectory(this.#diffDir(id)))) throw new LayerNotFoundError(this.name, id)
     this.#checkWritable(`flatten layer ${id} (it has no tree yet)`)
     const stack = await this.#stack(id)
     // The tree is made inside a fresh scratch dir: it takes the layer's old root times, and a
@@ -397,12 +398,11 @@ export class BindDriver implements DiffGetterDriver {
       await rename(join(tmp, 'root'), root)
       debug('flattened layer %s from %d layers: %o', id, stack.length, stats)
     } catch (err) {
-      if (!hasErrno(err, 'ENOTEMPTY') && !hasErrno(err, 'EEXIST')) {
-        await rm(tmp, { recursive: true, force: true })
-        throw err
-      }
+      // ENOTEMPTY: another process renamed the same tree into place first; it is kept.
+      if (!hasErrno(err, 'ENOTEMPTY') && !hasErrno(err, 'EEXIST')) throw err
+    } finally {
+      await rm(tmp, { recursive: true, force: true })
     }
-    await rm(tmp, { recursive: true, force: true })
     return root
   }
 
