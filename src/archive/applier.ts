@@ -22,7 +22,7 @@ import { isAscii } from 'node:buffer'
 import fs from 'node:fs'
 import os from 'node:os'
 import { isKindedError } from '../errors.js'
-import { SyscallError, lgetxattr, llistxattr, lsetxattr, mknod, timeSpecOfNs } from '../native/index.js'
+import { SyscallError, copyXattrs, lsetxattr, mknod, timeSpecOfNs } from '../native/index.js'
 import type { TarHeader, TarMember } from '../tarsplit/index.js'
 import { baseRel, bytesOfText, fsPath, joinRel, parentRel } from './byte-path.js'
 import { ApplyEntryError, UnsafePathError, UnsupportedMemberError } from './errors.js'
@@ -354,10 +354,7 @@ export class Applier {
     const st = fs.lstatSync(from, { bigint: true })
     fs.lchownSync(to, Number(st.uid), Number(st.gid))
     fs.chmodSync(to, Number(st.mode) & 0o7777)
-    for (const name of llistxattr(from)) {
-      const value = isOverlayXattr(name) ? null : lgetxattr(from, name)
-      if (value !== null) lsetxattr(to, name, value)
-    }
+    copyXattrs(from, to, isOverlayXattr)
     this.#dirTimes.set(rel, { atime: timeSpecOfNs(st.atimeNs), mtime: timeSpecOfNs(st.mtimeNs) })
     this.#defaults.seen(rel, fs.lstatSync(to), to)
     return true

@@ -43,7 +43,7 @@ import { copyFile as fsCopyFile, open } from 'node:fs/promises'
 import type { FileHandle } from 'node:fs/promises'
 import { setImmediate as yieldToLoop } from 'node:timers/promises'
 import createDebug from 'debug'
-import { devMajor, devMinor, ficloneSync, lgetxattr, llistxattr, lsetxattr, mknod, timeSpecOfNs, utimensat } from '../native/index.js'
+import { copyXattrs, devMajor, devMinor, ficloneSync, mknod, timeSpecOfNs, utimensat } from '../native/index.js'
 
 const debug = createDebug('layerstore:graphdriver')
 
@@ -190,7 +190,7 @@ async function copyFile(from: Buffer, to: Buffer, st: BigIntStats, state: CopySt
         state.stats.rangeCopied++
         return
       }
-      await plainCopy(src, dst, 0, size, sparse, copyBuffer(state, size))
+      await plainCopy(src, dst, size, sparse, copyBuffer(state, size))
       state.stats.plainCopied++
     } finally {
       await dst.close()
@@ -256,8 +256,8 @@ function copyBuffer(state: CopyState, size: number): Buffer {
   return state.buf
 }
 
-async function plainCopy(src: FileHandle, dst: FileHandle, from: number, size: number, sparse: boolean, buf: Buffer): Promise<void> {
-  let pos = from
+async function plainCopy(src: FileHandle, dst: FileHandle, size: number, sparse: boolean, buf: Buffer): Promise<void> {
+  let pos = 0
   while (pos < size) {
     const { bytesRead } = await src.read(buf, 0, Math.min(buf.length, size - pos), pos)
     if (bytesRead === 0) break
@@ -300,11 +300,7 @@ export function copyMetadata(from: Buffer, to: Buffer, st: BigIntStats, skipXatt
   const isLink = (Number(st.mode) & fsConstants.S_IFMT) === fsConstants.S_IFLNK
   lchownSync(to, Number(st.uid), Number(st.gid))
   if (!isLink) chmodSync(to, Number(st.mode) & 0o7777)
-  for (const name of llistxattr(from)) {
-    if (skipXattr?.(name) === true) continue
-    const value = lgetxattr(from, name)
-    if (value !== null) lsetxattr(to, name, value)
-  }
+  copyXattrs(from, to, skipXattr)
   utimensat(to, timeSpecOfNs(st.atimeNs), timeSpecOfNs(st.mtimeNs), { noFollow: true })
 }
 

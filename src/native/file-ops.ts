@@ -173,10 +173,7 @@ export async function ficlone(destFd: number, srcFd: number): Promise<void> {
   try {
     await callBlocking('ioctl', [checkFd('ficlone', destFd, 'destFd'), FICLONE, 'int', checkFd('ficlone', srcFd, 'srcFd')], 'ioctl')
   } catch (err) {
-    if (err instanceof SyscallError && NOT_SUPPORTED_CLONE.has(err.code)) {
-      throw new SyscallError('ioctl', err.errno, { kind: 'not-supported', detail: 'FICLONE' }, { cause: err })
-    }
-    throw err
+    throw cloneError(err)
   }
 }
 
@@ -190,11 +187,16 @@ export function ficloneSync(destFd: number, srcFd: number): void {
   try {
     check(fn(checkFd('ficlone', destFd, 'destFd'), FICLONE, 'int', checkFd('ficlone', srcFd, 'srcFd')), 'ioctl')
   } catch (err) {
-    if (err instanceof SyscallError && NOT_SUPPORTED_CLONE.has(err.code)) {
-      throw new SyscallError('ioctl', err.errno, { kind: 'not-supported', detail: 'FICLONE' }, { cause: err })
-    }
-    throw err
+    throw cloneError(err)
   }
+}
+
+/** A FICLONE refusal by a filesystem that cannot reflink is of kind not-supported. */
+function cloneError(err: unknown): unknown {
+  if (err instanceof SyscallError && NOT_SUPPORTED_CLONE.has(err.code)) {
+    return new SyscallError('ioctl', err.errno, { kind: 'not-supported', detail: 'FICLONE' }, { cause: err })
+  }
+  return err
 }
 
 /**

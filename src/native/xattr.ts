@@ -123,3 +123,16 @@ function splitNames(list: Buffer | null): string[] {
   if (names[names.length - 1] === '') names.pop()
   return names
 }
+
+/**
+ * Copies every xattr of `from` onto `to`, neither followed if a symlink, but those `skip`
+ * names (e.g. overlayfs's own). For a copy's metadata (graphdriver's `copyMetadata`) and an
+ * apply's copy-up of a directory.
+ */
+export function copyXattrs(from: PathLike, to: PathLike, skip?: (name: string) => boolean): void {
+  for (const name of llistxattr(from)) {
+    if (skip?.(name) === true) continue
+    const value = lgetxattr(from, name)
+    if (value !== null) lsetxattr(to, name, value)
+  }
+}
