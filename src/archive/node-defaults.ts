@@ -35,19 +35,21 @@ export interface CreatorIds {
 /**
  * Reads the umask from /proc/self/status (Linux 4.7+) rather than `process.umask()`, which
  * can only read it by setting it, racing with threads that create files meanwhile.
+ * Synchronously: procfs answers from memory, faster than the three round trips through the
+ * thread pool that an open, a read and a close would cost at every apply of a chain.
  */
-export async function creatorIds(): Promise<CreatorIds> {
+export function creatorIds(): CreatorIds {
   let umask: number | null = null
   try {
     // `Umask:` is the second line; the head of the file is enough (readFile would take a
     // 64 KiB buffer for every apply, a cost a chain of small layers pays 125 times).
     const head = Buffer.allocUnsafe(STATUS_HEAD)
-    const file = await fs.promises.open('/proc/self/status', 'r')
+    const fd = fs.openSync('/proc/self/status', 'r')
     let n: number
     try {
-      n = (await file.read(head, 0, STATUS_HEAD, 0)).bytesRead
+      n = fs.readSync(fd, head, 0, STATUS_HEAD, 0)
     } finally {
-      await file.close()
+      fs.closeSync(fd)
     }
     const m = /^Umask:\s*([0-7]+)$/m.exec(head.toString('latin1', 0, n))
     if (m) umask = parseInt(m[1]!, 8)

@@ -8,7 +8,7 @@
  * parts (filling a transaction, `removeMarked`) need no lock.
  */
 import { randomBytes } from 'node:crypto'
-import { createReadStream } from 'node:fs'
+import { createReadStream, lstatSync } from 'node:fs'
 import type { Readable } from 'node:stream'
 import { lstat, mkdir, open, readdir } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -135,10 +135,11 @@ export class FileMetadataStore {
   async hasLayer(chainID: ChainID): Promise<boolean> {
     this.#checkOpen()
     const dir = this.layout.layerDir(parseChainID(chainID))
+    // Synchronous: a lookup costs microseconds, less than the thread pool's round trip, and a
+    // chain asks once per layer (issue #6).
     try {
-      return (await lstat(dir)).isDirectory()
+      return lstatSync(dir, { throwIfNoEntry: false })?.isDirectory() ?? false
     } catch (err) {
-      if (errnoOf(err) === 'ENOENT') return false
       throw ioError('stat', dir, err)
     }
   }

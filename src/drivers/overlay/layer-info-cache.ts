@@ -11,7 +11,7 @@
  * entry is read again, never trusted. A lookup costs that one `stat`, which also answers
  * whether the layer exists.
  */
-import { stat } from 'node:fs/promises'
+import { statSync } from 'node:fs'
 import type { BigIntStats } from 'node:fs'
 import { hasErrno } from '../../graphdriver/index.js'
 import type { OverlayLayerInfo } from './layer-files.js'
@@ -41,7 +41,7 @@ export class LayerInfoCache {
    * `lower`.
    */
   async find(id: string): Promise<OverlayLayerInfo | undefined> {
-    const st = await this.#stat(id)
+    const st = this.#stat(id)
     if (st === undefined) {
       this.#entries.delete(id)
       return undefined
@@ -60,8 +60,13 @@ export class LayerInfoCache {
    * the apply that follows need not read it back. Costs one `stat`; never fails (a layer
    * not remembered is read when asked for).
    */
-  async remember(id: string, info: OverlayLayerInfo): Promise<void> {
-    const st = await this.#stat(id).catch(() => undefined)
+  remember(id: string, info: OverlayLayerInfo): void {
+    let st: BigIntStats | undefined
+    try {
+      st = this.#stat(id)
+    } catch {
+      return
+    }
     if (st !== undefined) this.#keep(id, keyOf(st), info)
   }
 
@@ -80,12 +85,16 @@ export class LayerInfoCache {
     this.#entries.set(id, { key, info: Object.freeze({ ...info, lowers: Object.freeze([...info.lowers]) }) })
   }
 
-  async #stat(id: string): Promise<BigIntStats | undefined> {
+  /**
+   * Synchronous: a stat of a name the kernel has cached costs microseconds, less than a round
+   * trip through the thread pool, and registering a chain asks several per layer (issue #6).
+   */
+  #stat(id: string): BigIntStats | undefined {
     try {
-      const st = await stat(this.#layout.layerDir(id), { bigint: true })
-      return st.isDirectory() ? st : undefined
+      const st = statSync(this.#layout.layerDir(id), { bigint: true, throwIfNoEntry: false })
+      return st?.isDirectory() ? st : undefined
     } catch (err) {
-      if (hasErrno(err, 'ENOENT') || hasErrno(err, 'ENOTDIR')) return undefined
+      if (hasErrno(err, 'ENOTDIR')) return undefined
       throw err
     }
   }

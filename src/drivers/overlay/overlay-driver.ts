@@ -24,6 +24,7 @@
  * leaves every mount alone (a Docker root's mounts are its running containers').
  */
 import { mkdir, readdir, readFile, rename, rmdir, stat } from 'node:fs/promises'
+import { statSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import createDebug from 'debug'
 import type { Readable } from 'node:stream'
@@ -193,7 +194,7 @@ export class OverlayDriver implements DiffGetterDriver {
       throw err
     }
     // The apply that follows checks the layer's parent: it need not read back what we wrote.
-    if (readOnly) await this.#infos.remember(id, { link, lowers, committed: true })
+    if (readOnly) this.#infos.remember(id, { link, lowers, committed: true })
     debug('created %s layer %s (parent %s, %d lowers)', readOnly ? 'ro' : 'rw', id, parent ?? '-', lowers.length)
   }
 
@@ -273,8 +274,9 @@ export class OverlayDriver implements DiffGetterDriver {
   /** True if the layer's dir exists. */
   async exists(id: DriverLayerID): Promise<boolean> {
     assertLayerID(this.name, id, RESERVED_IDS)
+    // Synchronous: see LayerInfoCache's stat.
     try {
-      return (await stat(this.layout.layerDir(id))).isDirectory()
+      return statSync(this.layout.layerDir(id), { throwIfNoEntry: false })?.isDirectory() ?? false
     } catch {
       return false
     }
