@@ -115,6 +115,39 @@ describe('JsonPacker', () => {
     await expect(packer.finish()).rejects.toThrow('disk on fire')
   })
 
+  it('gzips a small output in one piece at finish, and still reports the output failing', async () => {
+    const chunks: Buffer[] = []
+    const collecting = new Writable({
+      write(chunk: Buffer, _e, cb) {
+        chunks.push(chunk)
+        cb()
+      },
+    })
+    const small = new JsonPacker(collecting, { gzip: true })
+    await small.add(seg('x'))
+    await small.add(f('a'))
+    expect(chunks).toHaveLength(0)
+    await small.finish()
+    expect(chunks).toHaveLength(1)
+    expect(gunzipSync(chunks[0]!).toString().split('\n')).toHaveLength(3)
+
+    // An output that fails at its first write (a full disk), and one that was destroyed before.
+    const failing = new Writable({
+      write(_c, _e, cb) {
+        cb(new Error('disk on fire'))
+      },
+    })
+    const packer = new JsonPacker(failing, { gzip: true })
+    await packer.add(f('b'))
+    await expect(packer.finish()).rejects.toThrow('disk on fire')
+    const gone = new Writable({ write: (_c, _e, cb) => cb() })
+    const late = new JsonPacker(gone, { gzip: true })
+    gone.destroy(new Error('closed under us'))
+    await new Promise((r) => setImmediate(r))
+    expect(() => late.add(f('c'))).toThrow('closed under us')
+    await expect(late.finish()).rejects.toThrow('closed under us')
+  })
+
   it('packs into memory (plain and gzip)', async () => {
     const plain = await packToBuffer(goldenEntries())
     expect(sha256(plain)).toBe(GOLDEN_JSON_SHA256)
