@@ -4,7 +4,7 @@
  */
 import { Writable } from 'node:stream'
 import { finished, pipeline } from 'node:stream/promises'
-import { createGzip, gzipSync } from 'node:zlib'
+import { constants as zlib, createGzip, gzipSync } from 'node:zlib'
 import createDebug from 'debug'
 import { FILE_TYPE, SEGMENT_TYPE } from './entry.js'
 import type { EntryInput, EntrySink } from './entry.js'
@@ -25,10 +25,17 @@ const debug = createDebug('layerstore:tarsplit')
  */
 const BATCH_BYTES = 64 * 1024
 
+/**
+ * zlib's fastest level, where Go's `gzip.NewWriter` takes the default (6): on a chain layer's
+ * 32 KiB of JSON, 68 us against 258 us, for 17 % more bytes (1,687 against 1,439), and a
+ * layer of 55k files has 30 MiB of JSON to compress. Nothing reads these bytes but a gunzip.
+ */
+export const GZIP_LEVEL = zlib.Z_BEST_SPEED
+
 /** Options of {@link JsonPacker}. */
 export interface JsonPackerOptions {
   /**
-   * Gzip the output (node's zlib at its default level, as Go's `gzip.NewWriter`): the form
+   * Gzip the output (at {@link GZIP_LEVEL}; any gzip reader takes it): the form
    * moby stores as `tar-split.json.gz`. Default false.
    */
   readonly gzip?: boolean
@@ -93,7 +100,7 @@ export class JsonPacker implements EntrySink {
    */
   #sink(): Writable {
     if (this.#target === null) {
-      const gzip = createGzip()
+      const gzip = createGzip({ level: GZIP_LEVEL })
       this.#target = gzip
       this.#done = this.#watch(pipeline(gzip, this.#out))
     }
@@ -163,7 +170,7 @@ export class JsonPacker implements EntrySink {
       return
     }
     // Gzip, and every line is still in the batch (see #sink).
-    const gz = gzipSync(this.#batch.subarray(0, this.#batchBytes))
+    const gz = gzipSync(this.#batch.subarray(0, this.#batchBytes), { level: GZIP_LEVEL })
     this.#batch = NO_BATCH
     this.#batchBytes = 0
     this.#out.end(gz)
