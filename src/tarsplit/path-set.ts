@@ -16,7 +16,6 @@
  * every probe long. It was the first 128 bits of a SHA-256: a hash object per name cost
  * ~10 µs, the biggest part of this set's time (issue #6).
  */
-import { randomFillSync } from 'node:crypto'
 import { murmur3x86_128 } from './murmur3.js'
 
 /**
@@ -39,7 +38,8 @@ const WORDS = 4
  * ```
  */
 export class PathSet {
-  readonly #seed = randomFillSync(new Uint32Array(1))[0]!
+  // Math.random, not crypto: its state is not observable from a tar, and it costs no syscall.
+  readonly #seed = (Math.random() * 2 ** 32) >>> 0
   /** The digest of the last name looked at. */
   readonly #digest = new Uint32Array(WORDS)
   #words = new Uint32Array(INITIAL_SLOTS * WORDS)
