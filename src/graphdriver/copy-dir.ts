@@ -49,8 +49,6 @@ const debug = createDebug('layerstore:graphdriver')
 
 const SLASH = Buffer.from('/')
 const CHUNK = 1024 * 1024
-/** The smallest copy buffer (whole 4 KiB blocks, for dataRuns). */
-const MIN_BUFFER = 64 * 1024
 /** Files up to this size are copied with blocking reads and writes (see the module doc). */
 export const SYNC_COPY_MAX = 256 * 1024
 /** Entries copied between two yields to the event loop. */
@@ -84,8 +82,12 @@ interface CopyState {
   readonly links: Map<string, Buffer>
   readonly stats: CopyStats
   entries: number
-  /** The read/write loop's buffer: made when first needed, as big as the files need (≤ CHUNK). */
-  buf: Buffer | null
+  /**
+   * The read/write loop's buffer, 1 MiB whatever the files: a block that big is its own
+   * mmap, unmapped when collected. A 64 KiB one per copy came from malloc's heap instead, and
+   * the chain on vfs (125 copies) peaked at 84 MiB against 76 (issue #6).
+   */
+  readonly buf: Buffer
 }
 
 /**
@@ -100,7 +102,7 @@ export async function copyDir(src: string | Buffer, dst: string | Buffer, option
     links: new Map(),
     stats: { files: 0, reflinked: 0, rangeCopied: 0, plainCopied: 0, hardlinks: 0 },
     entries: 0,
-    buf: null,
+    buf: Buffer.allocUnsafe(CHUNK),
   }
   const s = toBuffer(src)
   const d = toBuffer(dst)
@@ -190,7 +192,7 @@ async function copyFile(from: Buffer, to: Buffer, st: BigIntStats, state: CopySt
         state.stats.rangeCopied++
         return
       }
-      await plainCopy(src, dst, size, sparse, copyBuffer(state, size))
+      await plainCopy(src, dst, size, sparse, state.buf)
       state.stats.plainCopied++
     } finally {
       await dst.close()
@@ -223,7 +225,7 @@ function copySmallFile(from: Buffer, to: Buffer, size: number, sparse: boolean, 
           disableClone(state, err)
         }
       }
-      const buf = copyBuffer(state, size)
+      const buf = state.buf
       let pos = 0
       while (pos < size) {
         const n = readSync(src, buf, 0, Math.min(buf.length, size - pos), pos)
@@ -243,17 +245,6 @@ function copySmallFile(from: Buffer, to: Buffer, size: number, sparse: boolean, 
   } finally {
     closeSync(src)
   }
-}
-
-/**
- * The copy's buffer for a file of `size` bytes. A tree of small files (a chain's layers) then
- * costs 64 KiB, not a 1 MiB buffer per copy: creating a read-write layer copies twice (its
- * init layer and itself), and those buffers waited for a major GC, 2 MiB per layer.
- */
-function copyBuffer(state: CopyState, size: number): Buffer {
-  const want = Math.min(CHUNK, Math.max(MIN_BUFFER, size))
-  if (state.buf === null || state.buf.length < want) state.buf = Buffer.allocUnsafe(want)
-  return state.buf
 }
 
 async function plainCopy(src: FileHandle, dst: FileHandle, size: number, sparse: boolean, buf: Buffer): Promise<void> {
