@@ -10,7 +10,7 @@
 import { randomBytes } from 'node:crypto'
 import { createReadStream, lstatSync } from 'node:fs'
 import type { Readable } from 'node:stream'
-import { lstat, mkdir, open, readdir } from 'node:fs/promises'
+import { mkdir, open, readdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import createDebug from 'debug'
 import type { CrashPoint, CrashPointHook } from './crash-points.js'

@@ -36,7 +36,8 @@
  * `get` returns the layer's tree itself (what naive diffs read) if it has one, and refuses a
  * layer not flattened yet; `put` only counts down.
  */
-import { lstat, mkdir, readdir, readFile, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises'
+import { lstatSync, statSync } from 'node:fs'
+import { mkdir, readdir, readFile, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Readable } from 'node:stream'
 import createDebug from 'debug'
@@ -178,7 +179,7 @@ export class BindDriver implements DiffGetterDriver {
         // otherwise (its `./` member), as in a copy of the parent's tree.
         if (parentLink !== null) {
           const below = Buffer.from(parentLink.dir)
-          copyMetadata(below, Buffer.from(diff), await lstat(below, { bigint: true }), isOverlayXattr)
+          copyMetadata(below, Buffer.from(diff), lstatSync(below, { bigint: true }), isOverlayXattr)
         }
       }
       if (parent !== null) await writeFile(join(tmp, 'parent'), parent, { mode: 0o644 })
@@ -312,8 +313,8 @@ export class BindDriver implements DiffGetterDriver {
   async getMetadata(id: DriverLayerID): Promise<Readonly<Record<string, string>>> {
     await this.#mustExist(id)
     const meta: Record<string, string> = {}
-    if (await isDirectory(this.#root(id))) meta.SourceDir = this.#root(id)
-    if (await isDirectory(this.#diffDir(id))) meta.DiffDir = this.#diffDir(id)
+    if (isDirectory(this.#root(id))) meta.SourceDir = this.#root(id)
+    if (isDirectory(this.#diffDir(id))) meta.DiffDir = this.#diffDir(id)
     meta.MergedDir = this.#mountPoint(id)
     const parent = await readFile(join(this.#dir(id), 'parent'), 'utf8').catch(() => null)
     if (parent) meta.Parent = parent
@@ -367,7 +368,7 @@ export class BindDriver implements DiffGetterDriver {
   async diffGetter(id: DriverLayerID): Promise<{ readonly getter: FileGetter; close(): Promise<void> }> {
     await this.#mustExist(id)
     const diff = this.#diffDir(id)
-    return { getter: directoryGetter((await isDirectory(diff)) ? diff : this.#root(id)), close: async () => undefined }
+    return { getter: directoryGetter(isDirectory(diff) ? diff : this.#root(id)), close: async () => undefined }
   }
 
   /**
@@ -385,7 +386,7 @@ export class BindDriver implements DiffGetterDriver {
 
   async #flatten(id: string): Promise<string> {
     const root = this.#root(id)
-    if (await isDirectory(root)) return root
+    if (isDirectory(root)) return root
     this.#checkWritable(`flatten layer ${id} (it has no tree yet)`)
     const stack = await this.#stack(id)
     // The tree is made inside a fresh scratch dir: it takes the layer's old root times, and a
@@ -426,8 +427,8 @@ export class BindDriver implements DiffGetterDriver {
   async #readLink(id: string, isTop: boolean): Promise<StackLink> {
     const root = this.#root(id)
     let link: StackLink
-    if (await isDirectory(root)) link = { dir: root, below: null }
-    else if (await isDirectory(this.#diffDir(id))) link = { dir: this.#diffDir(id), below: await this.#parentOf(id) }
+    if (isDirectory(root)) link = { dir: root, below: null }
+    else if (isDirectory(this.#diffDir(id))) link = { dir: this.#diffDir(id), below: await this.#parentOf(id) }
     else throw new LayerNotFoundError(this.name, id, isTop ? 'layer' : 'parent')
     this.#links.set(id, link)
     return link
@@ -500,10 +501,15 @@ async function pathExists(path: string): Promise<boolean> {
   )
 }
 
-async function isDirectory(path: string): Promise<boolean> {
-  return stat(path).then(
-    (st) => st.isDirectory(),
-    () => false,
-  )
+/**
+ * Synchronous: a stat of a cached name costs microseconds, less than a round trip through
+ * the thread pool, and registering a chain asks a few per layer (issue #6).
+ */
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path, { throwIfNoEntry: false })?.isDirectory() ?? false
+  } catch {
+    return false
+  }
 }
 
