@@ -2,16 +2,23 @@
  * `runBench`: the whole driver benchmark as one call returning `results.json`'s document.
  *
  * Method (PEERS.md): every repetition gets fresh roots and fresh plain directories, and
- * nothing is deleted until every timed run is done (on these journal-less ext4 roots,
- * creating files soon after deleting many is several times slower); each input is read
+ * nothing is deleted until every repetition's registers are done: on these journal-less ext4
+ * roots, creating files within minutes of deleting many is several times slower (ext4's
+ * inode allocator skips inodes freed recently, and checks each one it skips: `perf` shows
+ * `recently_deleted` as most of `tar -x`'s time then). Each input is read
  * right before it is timed, after a `sync`, so that both we and the reference start with
  * a warm page cache and no writeback of the previous run; ours and the reference alternate,
- * their order rotated each repetition. Phases, per repetition:
+ * their order rotated each repetition. Phases:
  *
- *   1. register   per workload: the reference (tar -x + sha256sum into fresh dirs) and each
- *                 driver's `register` in a child; then the last layer again (present already).
- *                 The chain, besides a `register` per layer, again on a fresh root with one
+ *   1. register   every repetition first, per workload: the reference (tar -x + sha256sum
+ *                 into fresh dirs) and each driver's `register` in a child. The chain,
+ *                 besides a `register` per layer, again on a fresh root with one
  *                 `registerChain` call (register-chain, read against the same reference run)
+ *
+ * then per repetition (these delete files):
+ *
+ *   1b. register-existing  the last layer of each workload again, present already (its copy
+ *                 is extracted and discarded), beside sha256sum of it
  *   2. rw         per driver, on its chain root: create / mount / unmount / remove of RW
  *                 layers at each depth, through the store, then through the bare driver
  *   3. changes    per workload step: a RW layer filled with the step's tar, its changes and
@@ -141,7 +148,6 @@ export async function runBench(options: BenchOptions): Promise<BenchResults> {
       // 1. register
       for (const wl of options.workloads) {
         const operation: Operation = wl.name === 'chain' ? 'chain' : 'register'
-        const last = wl.steps.at(-1)?.layers.at(-1)
         for (const tool of tools) {
           const spec = drivers.find((d) => d.label === tool)
           if (!spec) {
@@ -154,11 +160,6 @@ export async function runBench(options: BenchOptions): Promise<BenchResults> {
               // GNU tar has one way to do it: the same run is register-chain's reference.
               if (operation === 'chain') add({ operation: 'register-chain', driver: null, workload: step.name, tool: 'reference', seconds: run.seconds, maxRssMiB: run.maxRssMiB, ...facts.get(step.name)! }, rep)
               plain.set(key(rep, step.name), dirs)
-            }
-            if (last && operation === 'register') {
-              await prepare([last.tar])
-              const run = await digest(last.tar, scratch.signal)
-              add({ operation: 'register-existing', driver: null, workload: lastStep(wl).name, tool: 'reference', seconds: run.seconds, maxRssMiB: run.maxRssMiB, ...facts.get(lastStep(wl).name)! }, rep)
             }
             continue
           }
@@ -179,15 +180,36 @@ export async function runBench(options: BenchOptions): Promise<BenchResults> {
             const one = (await child({ op: 'register', root: chainRoot, spec, parent: null, chain: true, steps: wl.steps.map((s) => ({ name: s.name, tars: s.layers.map((l) => l.tar) })) })) as typeof answer
             for (const s of one.steps) add({ operation: 'register-chain', driver: tool, workload: s.name, tool: 'layerstore', seconds: s.seconds, maxRssMiB: s.maxRssMiB, ...facts.get(s.name)! }, rep)
           }
-          if (last && operation === 'register') {
-            const all = answer.steps.flatMap((s) => s.chainIDs)
-            progress(`rep ${rep + 1}/${reps} register-existing ${lastStep(wl).name}: ${tool}`)
-            await prepare([last.tar])
-            const again = (await child({ op: 'register', root, spec, parent: all.at(-2) ?? null, steps: [{ name: lastStep(wl).name, tars: [last.tar] }] })) as typeof answer
-            const s = again.steps[0]
-            if (!s) throw new BenchStepError('register-existing', 'the child answered no step')
-            add({ operation: 'register-existing', driver: tool, workload: s.name, tool: 'layerstore', seconds: s.seconds, maxRssMiB: s.maxRssMiB, ...facts.get(s.name)! }, rep)
+        }
+      }
+    }
+    // The phases that delete files (a register of a present layer discards its copy; read-write
+    // layers are removed) come after every repetition's registers: on ext4, creating files
+    // within minutes of deleting many is several times slower (see the file comment).
+    for (let rep = 0; rep < reps; rep++) {
+      const tools = rotate(['reference', ...drivers.map((d) => d.label)], rep)
+      // 1b. register-existing
+      for (const wl of options.workloads) {
+        const last = wl.steps.at(-1)?.layers.at(-1)
+        if (!last || wl.name === 'chain') continue
+        const name = lastStep(wl).name
+        for (const tool of tools) {
+          const spec = drivers.find((d) => d.label === tool)
+          progress(`rep ${rep + 1}/${reps} register-existing ${name}: ${tool}`)
+          await prepare([last.tar])
+          if (!spec) {
+            const run = await digest(last.tar, scratch.signal)
+            add({ operation: 'register-existing', driver: null, workload: name, tool: 'reference', seconds: run.seconds, maxRssMiB: run.maxRssMiB, ...facts.get(name)! }, rep)
+            continue
           }
+          const r = roots.get(key(rep, tool, wl.name))!
+          const all = [...r.chainIDs.values()].flat()
+          const again = (await child({ op: 'register', root: r.root, spec, parent: all.at(-2) ?? null, steps: [{ name, tars: [last.tar] }] })) as {
+            steps: { name: string; seconds: number; maxRssMiB: number }[]
+          }
+          const s = again.steps[0]
+          if (!s) throw new BenchStepError('register-existing', 'the child answered no step')
+          add({ operation: 'register-existing', driver: tool, workload: s.name, tool: 'layerstore', seconds: s.seconds, maxRssMiB: s.maxRssMiB, ...facts.get(s.name)! }, rep)
         }
       }
       // 2. rw
