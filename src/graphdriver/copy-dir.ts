@@ -225,12 +225,11 @@ function copySmallFile(from: Buffer, to: Buffer, size: number, sparse: boolean, 
           disableClone(state, err)
         }
       }
-      const buf = state.buf
       let pos = 0
       while (pos < size) {
-        const n = readSync(src, buf, 0, Math.min(buf.length, size - pos), pos)
+        const n = readSync(src, state.buf, 0, Math.min(CHUNK, size - pos), pos)
         if (n === 0) break
-        const data = buf.subarray(0, n)
+        const data = state.buf.subarray(0, n)
         for (const [start, end] of sparse ? dataRuns(data) : [[0, n] as const]) {
           let off = start
           while (off < end) off += writeSync(dst, data, off, end - off, pos + off)
@@ -250,7 +249,7 @@ function copySmallFile(from: Buffer, to: Buffer, size: number, sparse: boolean, 
 async function plainCopy(src: FileHandle, dst: FileHandle, size: number, sparse: boolean, buf: Buffer): Promise<void> {
   let pos = 0
   while (pos < size) {
-    const { bytesRead } = await src.read(buf, 0, Math.min(buf.length, size - pos), pos)
+    const { bytesRead } = await src.read(buf, 0, Math.min(CHUNK, size - pos), pos)
     if (bytesRead === 0) break
     const data = buf.subarray(0, bytesRead)
     for (const [start, end] of sparse ? dataRuns(data) : [[0, bytesRead] as const]) {
