@@ -30,7 +30,7 @@ const BATCH_BYTES = 64 * 1024
  * 32 KiB of JSON, 68 us against 258 us, for 17 % more bytes (1,687 against 1,439), and a
  * layer of 55k files has 30 MiB of JSON to compress. Nothing reads these bytes but a gunzip.
  */
-export const GZIP_LEVEL = zlib.Z_BEST_SPEED
+const GZIP_LEVEL = zlib.Z_BEST_SPEED
 
 /** Options of {@link JsonPacker}. */
 export interface JsonPackerOptions {
@@ -193,8 +193,9 @@ export class JsonPacker implements EntrySink {
     if (this.#writeBatch(true)) return this.#drain()
   }
 
+  /** Waits for 'drain' of the stream a write just filled. */
   #drain(): Promise<void> {
-    const target = this.#sink()
+    const target = this.#target ?? this.#out
     return new Promise<void>((resolve, reject) => {
       const onDrain = (): void => {
         target.off('error', onError)
