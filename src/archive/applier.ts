@@ -335,7 +335,7 @@ export class Applier {
    */
   #merged(): LowerView | null {
     if (this.#lowers.length === 0) return null
-    this.#mergedView ??= LowerView.root([this.#guard.root, ...this.#lowers.map((dir) => bytesOfText(fs.realpathSync(dir)))])
+    this.#mergedView ??= LowerView.root([this.#guard.root, ...this.#lowers.map((dir) => bytesOfText(fs.realpathSync.native(dir)))])
     return this.#mergedView
   }
 
