@@ -11,7 +11,7 @@ import { lstat } from 'node:fs/promises'
 import type { Readable } from 'node:stream'
 import createDebug from 'debug'
 import { applyLayer, changes as treeChanges, exportChanges } from '../archive/index.js'
-import type { TarMember } from '../tarsplit/index.js'
+import type { FileGetter, TarMember } from '../tarsplit/index.js'
 import { directoryGetter } from '../tarsplit/index.js'
 import type {
   Change,
@@ -28,8 +28,9 @@ const debug = createDebug('layerstore:graphdriver')
 
 /**
  * Wraps `proto` into a complete driver whose diff methods are computed naively on top of its
- * `get`/`put`. `proto`'s own methods are passed through unchanged; `capabilities.nativeDiff`
- * becomes false. Costs: `changes`, `diff` and `diffSize` walk both trees fully; `applyDiff`
+ * `get`/`put`. `proto`'s own methods are passed through unchanged, and so is its
+ * `diffGetter` if it has one (files read in place, without the mount a `get` may make);
+ * `capabilities.nativeDiff` becomes false. Costs: `changes`, `diff` and `diffSize` walk both trees fully; `applyDiff`
  * writes through `get(id, { writable: true })`.
  */
 export function naiveDiff(proto: ProtoDriver): DiffGetterDriver {
@@ -143,7 +144,10 @@ class NaiveDiffDriver implements DiffGetterDriver {
     }
   }
 
-  async diffGetter(id: DriverLayerID): Promise<{ readonly getter: ReturnType<typeof directoryGetter>; close(): Promise<void> }> {
+  async diffGetter(id: DriverLayerID): Promise<{ readonly getter: FileGetter; close(): Promise<void> }> {
+    // The proto's own, when it can read its files without a mount (vfs).
+    const own = (this.#proto as Partial<Pick<DiffGetterDriver, 'diffGetter'>>).diffGetter
+    if (typeof own === 'function') return own.call(this.#proto, id)
     // A naive driver's view is the whole tree, whose files at the names of this layer's
     // members are this layer's versions: what tar-split reassembly needs.
     const dir = await this.#proto.get(id)

@@ -54,6 +54,8 @@ import {
   unmountTarget,
 } from '../../graphdriver/index.js'
 import { removeTreeAsync } from '../../archive/index.js'
+import { directoryGetter } from '../../tarsplit/index.js'
+import type { FileGetter } from '../../tarsplit/index.js'
 import { hasCode } from '../../errors.js'
 import { isMountPoint, MNT_DETACH, umountSync } from '../../native/index.js'
 
@@ -187,6 +189,17 @@ export class VfsDriver implements ProtoDriver {
       }
     })
     return mnt
+  }
+
+  /**
+   * The layer's files by tar member name, read from its tree in place: no mount (a `get` of a
+   * read-only layer mounts it, and the first mount of a process starts the native worker).
+   * The tree is the whole layer, whose files at its members' names are its own versions.
+   */
+  async diffGetter(id: DriverLayerID): Promise<{ readonly getter: FileGetter; close(): Promise<void> }> {
+    assertLayerID(this.name, id)
+    await this.#mustExist(id)
+    return { getter: directoryGetter(this.#dir(id)), close: async () => undefined }
   }
 
   async put(id: DriverLayerID): Promise<void> {
