@@ -183,8 +183,10 @@ export class LayerStore {
   /**
    * Registers a layer tar (plain, gzip or zstd) on `parent` (null: a base layer) and returns a
    * new reference to it. See {@link RegisterOptions} for the holder, a known diff ID,
-   * progress and abort. A layer whose chain ID exists already only gets a reference (the
-   * extracted copy is discarded).
+   * progress and abort. A layer whose chain ID exists already only gets a reference: without
+   * a diff ID, the input is read and compared byte for byte with the registered layers it
+   * could be, and is not applied (a copy is made and discarded only when another process
+   * registers the same layer at the same time).
    *
    * @throws LayerDoesNotExistError (the parent), MaxDepthExceededError, LayerDigestMismatchError,
    *   the tar and archive modules' typed errors for bad input (`TruncatedArchiveError`,

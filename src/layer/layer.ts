@@ -102,7 +102,8 @@ export interface RegisterOptions {
    * The diff ID if the caller knows it already (a registry pull has it from the image
    * config): a layer already present is then referenced **without reading the input**
    * (which is destroyed unread), and otherwise the input must hash to it, or nothing is
-   * stored (`LayerDigestMismatchError`).
+   * stored (`LayerDigestMismatchError`). Without it, a layer already present is found by
+   * reading the input, and referenced without being applied again.
    */
   readonly diffID?: DiffID
   /** Stored as `descriptor.json` (moby writes one for foreign layers). */

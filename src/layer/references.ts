@@ -10,7 +10,7 @@
 import { readFile } from 'node:fs/promises'
 import createDebug from 'debug'
 import type { ChainID, DiffID, FileMetadataStore, JsonValue, MountRecord, RecordRef } from '../metadata/index.js'
-import { CorruptMetadataError, REFERENCES_FILE, isJsonObject } from '../metadata/index.js'
+import { CorruptMetadataError, LayerDoesNotExistError, REFERENCES_FILE, isJsonObject } from '../metadata/index.js'
 
 const debug = createDebug('layerstore:layer')
 
@@ -192,3 +192,28 @@ export async function scanGraph(metadata: FileMetadataStore, cache: Map<ChainID,
   }
   return { layers, mounts, children, rwLayers, pendingChildren, broken }
 }
+
+/**
+ * The committed layers whose parent is `parent` (the base layers, for null), read without
+ * the store lock: a layer that vanishes while it is read is left out, so the answer is a
+ * hint, good for a look (match-existing.ts), never for a decision to delete. `cache` is the
+ * one {@link scanGraph} keeps.
+ */
+export async function childrenOf(metadata: FileMetadataStore, cache: Map<ChainID, GraphLayer>, parent: ChainID | null): Promise<ChainID[]> {
+  const { layers } = await metadata.list()
+  const records = await mapLimited(layers, async (id) => {
+    const known = cache.get(id)
+    if (known) return known
+    try {
+      const { chainID, diffID, size, parent: p } = await metadata.getLayer(id)
+      const record: GraphLayer = Object.freeze({ chainID, diffID, size, ...(p ? { parent: p } : {}) })
+      cache.set(id, record)
+      return record
+    } catch (err) {
+      if (err instanceof CorruptMetadataError || err instanceof LayerDoesNotExistError) return undefined
+      throw err
+    }
+  })
+  return records.flatMap((r) => (r !== undefined && (r.parent ?? null) === parent ? [r.chainID] : []))
+}
+

@@ -10,8 +10,10 @@
  * pull). Each layer of a chain is still atomic, and a crash leaves a prefix of the chain
  * registered, as a crash between `register` calls would.
  *
- * Layers that exist already are referenced instead (not applied when their diff ID is
- * given; else applied, then discarded). Before a layer is made on the previous one, the
+ * Layers that exist already are referenced instead: unread when their diff ID is given; else
+ * read and compared with the registered layers they could be, not applied
+ * (match-existing.ts). One found to exist only at the publish (registered meanwhile) was
+ * applied, and its copy is discarded. Before a layer is made on the previous one, the
  * previous one is looked up under the lock: if another process registered it meanwhile, its
  * copy is used as the parent and ours discarded, so the chain never builds on a copy it may
  * have to drop. A layer registered by another process between that look and the publish is
@@ -109,7 +111,9 @@ export async function registerLayers(
           continue
         }
       }
-      const prepared = await prepareLayer(
+      // Without a diff ID, the input itself tells whether it is a layer we have (match-existing.ts).
+      const mayExist = expected === undefined && (on === null || 'committed' in on)
+      const made = await prepareLayer(
         core,
         entry.tar,
         on,
@@ -119,10 +123,11 @@ export async function registerLayers(
           ...(entry.descriptor ? { descriptor: entry.descriptor } : {}),
           ...(options.onProgress ? { onProgress: (p: StreamProgress) => options.onProgress?.(p, index) } : {}),
           ...(options.signal ? { signal: options.signal } : {}),
+          ...(mayExist ? { referenceExisting } : {}),
         },
         () => void (heldBase ||= on !== null && 'committed' in on && on.committed === base),
       )
-      steps.push({ prepared })
+      steps.push('existing' in made ? { existing: made.existing } : { prepared: made })
     }
     // Aborted after the last layer was made: still nothing stored.
     options.signal?.throwIfAborted()

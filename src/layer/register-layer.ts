@@ -9,8 +9,10 @@
  *    the set does. A parent prepared by the same chain is ours alone: no lock is needed.
  * 2. Record the new cache ID in the set (beside the parent, under the same lock) **before**
  *    the driver creates that directory (a concurrent orphan scan then leaves it alone, and
- *    after a crash finds it). Outside the lock: create; stream the input once into the
- *    driver and the tar-split.
+ *    after a crash finds it). Without a diff ID to look the layer up by, the input is first
+ *    compared with the registered layers it could be (match-existing.ts): if it is one, that
+ *    one is referenced, the set cancelled, and nothing made. Outside the lock: create; stream
+ *    the input once into the driver and the tar-split.
  * 3. Write `diff`, `size`, our `references.json` (the caller's holder) into the set. These
  *    writes and the end of the tar-split are not waited for here (`written`): the publish
  *    waits for them, so a chain makes its next layer while they finish.
@@ -26,7 +28,10 @@ import { chainIDOf } from './chain-id.js'
 import { LayerDigestMismatchError, MaxDepthExceededError } from './errors.js'
 import type { LayerInfo, LayerInput, StreamProgress } from './layer.js'
 import { holdersJson } from './references.js'
-import { streamLayer } from './register.js'
+import { openInput, streamLayer } from './register.js'
+import { matchExisting } from './match-existing.js'
+import type { MatchResult } from './match-existing.js'
+import type { OpenedInput } from './register.js'
 import type { StoreCore } from './store-core.js'
 
 const debug = createDebug('layerstore:layer')
@@ -62,6 +67,17 @@ export interface PrepareOptions {
   readonly descriptor?: JsonObject
   readonly onProgress?: (progress: StreamProgress) => void
   readonly signal?: AbortSignal
+  /**
+   * Given when the layer may be registered already (no diff ID to look it up by): the input
+   * is first compared with the layers it could be (match-existing.ts), and when it is one of
+   * them, this takes the reference on it (undefined if it is gone meanwhile).
+   */
+  readonly referenceExisting?: (chainID: ChainID) => Promise<LayerInfo | undefined>
+}
+
+/** What {@link prepareLayer} found the input to be: a layer registered already, referenced. */
+export interface ExistingLayer {
+  readonly existing: LayerInfo
 }
 
 /** Destroys an input that will not be read (a stream would otherwise hold its source open). */
@@ -85,12 +101,13 @@ export async function prepareLayer(
   parent: ParentLayer | null,
   options: PrepareOptions,
   onHold: () => void,
-): Promise<PreparedLayer> {
+): Promise<PreparedLayer | ExistingLayer> {
   const { driver, metadata } = core
   const cacheID = newCacheID()
   let created = false
   let tx: Transaction | undefined
   let pending: Promise<unknown> | undefined
+  let match: MatchResult | undefined
   try {
     const checkDepth = (info: LayerInfo): void => {
       if (info.depth >= core.maxDepth) throw new MaxDepthExceededError(info.chainID, info.depth, core.maxDepth)
@@ -112,6 +129,21 @@ export async function prepareLayer(
       set = tx = await metadata.startTransaction()
       await settleAll([...(parentInfo ? [set.setParent(parentInfo.chainID)] : []), set.setCacheID(cacheID)])
     }
+    let input: LayerInput | OpenedInput = tar
+    if (options.referenceExisting) {
+      // Read after the parent is held: a release elsewhere cannot delete it meanwhile.
+      const opened = await openInput(tar, {
+        ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+        ...(options.signal ? { signal: options.signal } : {}),
+      })
+      match = await matchExisting(core, opened, parentInfo?.chainID ?? null)
+      const existing = match.existing === undefined ? undefined : await options.referenceExisting(match.existing)
+      if (existing) {
+        await set.cancel()
+        return { existing }
+      }
+      input = match.input
+    }
     const parentCacheID = parentInfo?.cacheID ?? null
     await driver.create(cacheID, parentCacheID)
     created = true
@@ -119,7 +151,7 @@ export async function prepareLayer(
     const packer = set.tarSplitPacker()
     let streamed
     try {
-      streamed = await streamLayer(tar, (members) => driver.applyDiff(cacheID, parentCacheID, members), {
+      streamed = await streamLayer(input, (members) => driver.applyDiff(cacheID, parentCacheID, members), {
         sink: packer,
         ...(options.onProgress ? { onProgress: options.onProgress } : {}),
         ...(options.signal ? { signal: options.signal } : {}),
@@ -128,8 +160,6 @@ export async function prepareLayer(
       // Close the tar-split file; the transaction is cancelled below.
       await packer.finish().catch(() => undefined)
       throw err
-    } finally {
-      discard(tar)
     }
     // The tar-split's end and the record files are independent writes, which the publish
     // waits for (`written`): a chain makes its next layer meanwhile.
@@ -168,6 +198,11 @@ export async function prepareLayer(
     if (created) await driver.remove(cacheID).catch((e: unknown) => debug('removing %s failed: %s', cacheID, e))
     await tx?.cancel().catch((e: unknown) => debug('cancelling %s failed: %s', tx?.path, e))
     throw err
+  } finally {
+    discard(tar)
+    // After the reference above, and after the rebuilt input was read: the holds keep the
+    // candidates until then.
+    await match?.release()
   }
 }
 

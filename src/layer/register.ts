@@ -8,12 +8,15 @@
  * input ─► decompress ─► tap (sha256, byte count, progress, abort) ─► disassemble ─► members ─► driver.applyDiff
  *                                                                        └─► sink (tar-split entries)
  * ```
+ *
+ * `openInput` makes the first half; a register that may find its layer registered already
+ * puts match-existing.ts between the tap and the disassembler.
  */
 import { createHash } from 'node:crypto'
 import createDebug from 'debug'
 import type { DiffID } from '../metadata/index.js'
 import { disassemble, recyclerOf } from '../tarsplit/index.js'
-import type { EntrySink, TarMember } from '../tarsplit/index.js'
+import type { ChunkRecycler, EntrySink, TarMember } from '../tarsplit/index.js'
 import { diffIDFromHex } from './chain-id.js'
 import { decompress } from './decompress.js'
 import type { DecompressOptions } from './decompress.js'
@@ -22,14 +25,71 @@ import type { LayerInput, StreamProgress } from './layer.js'
 
 const debug = createDebug('layerstore:layer')
 
-/** Options of {@link streamLayer}. */
-export interface StreamLayerOptions {
-  /** Where the tar-split entries go (the transaction's packer); omit to discard them. */
-  readonly sink?: EntrySink
+/** Options of {@link openInput}. */
+export interface OpenInputOptions {
   readonly onProgress?: (progress: StreamProgress) => void
   readonly signal?: AbortSignal
   /** Seam: how zstd is decompressed (see `decompress`). */
   readonly zstd?: DecompressOptions['zstd']
+}
+
+/** Options of {@link streamLayer}. */
+export interface StreamLayerOptions extends OpenInputOptions {
+  /** Where the tar-split entries go (the transaction's packer); omit to discard them. */
+  readonly sink?: EntrySink
+}
+
+/**
+ * A layer input opened for its one pass: decompressed, and each uncompressed chunk hashed,
+ * counted, reported and checked for an abort before it is handed on. What reads `bytes` may
+ * be something else than the disassembler (see match-existing.ts), which is why the digest
+ * is taken here, upstream of it.
+ */
+export interface OpenedInput {
+  /** The uncompressed bytes; iterate once. */
+  readonly bytes: AsyncIterable<Buffer>
+  /** The lease on the chunks of `bytes` when they may be released for reuse, else undefined. */
+  readonly recycler: ChunkRecycler | undefined
+  readonly compression: Compression
+  /** Uncompressed bytes read so far. */
+  bytesRead(): number
+  /** The diff ID: sha256 of every uncompressed byte read. Call it after the last one. */
+  digest(): DiffID
+}
+
+/** Opens `input` for its one pass (see {@link OpenedInput}). */
+export async function openInput(input: LayerInput, options: OpenInputOptions = {}): Promise<OpenedInput> {
+  let inputBytes = 0
+  let bytes = 0
+  options.signal?.throwIfAborted()
+  const bytesIn: AsyncIterable<Uint8Array> = input instanceof Uint8Array ? (async function* () { yield input })() : input
+  const source = await decompress(bytesIn, {
+    onInputBytes: (n) => {
+      inputBytes = n
+    },
+    ...(options.zstd ? { zstd: options.zstd } : {}),
+  })
+  const hash = createHash('sha256')
+  let digest: DiffID | undefined
+  const { signal, onProgress } = options
+  const tap = (async function* (): AsyncGenerator<Buffer> {
+    for await (const chunk of source.bytes) {
+      signal?.throwIfAborted()
+      // Hashed before it is passed on, so the chunk may be recycled once the parser is done.
+      hash.update(chunk)
+      bytes += chunk.length
+      onProgress?.({ bytes, inputBytes })
+      yield chunk
+    }
+  })()
+  return {
+    bytes: tap,
+    // Decompressed bytes are the decompressor's own buffers; only raw input chunks are lent.
+    recycler: source.compression === 'none' ? recyclerOf(input) : undefined,
+    compression: source.compression,
+    bytesRead: () => bytes,
+    digest: () => (digest ??= diffIDFromHex(hash.digest('hex'))),
+  }
 }
 
 /** What one pass found. */
@@ -58,38 +118,14 @@ export interface StreamedLayer {
  * `DuplicatePathError` from the sink), whatever `apply` throws, or the abort reason.
  */
 export async function streamLayer(
-  input: LayerInput,
+  input: LayerInput | OpenedInput,
   apply: (members: AsyncIterable<TarMember>) => Promise<number>,
   options: StreamLayerOptions = {},
 ): Promise<StreamedLayer> {
-  let inputBytes = 0
-  let bytes = 0
-  const report = (): void => options.onProgress?.({ bytes, inputBytes })
-  options.signal?.throwIfAborted()
-  const bytesIn: AsyncIterable<Uint8Array> = input instanceof Uint8Array ? (async function* () { yield input })() : input
-  const source = await decompress(bytesIn, {
-    onInputBytes: (n) => {
-      inputBytes = n
-    },
-    ...(options.zstd ? { zstd: options.zstd } : {}),
-  })
-  const hash = createHash('sha256')
-  const signal = options.signal
-  const tap = (async function* (): AsyncGenerator<Buffer> {
-    for await (const chunk of source.bytes) {
-      signal?.throwIfAborted()
-      // Hashed before it is passed on, so the chunk may be recycled once the parser is done.
-      hash.update(chunk)
-      bytes += chunk.length
-      report()
-      yield chunk
-    }
-  })()
-  // Decompressed bytes are the decompressor's own buffers; only raw input chunks are lent.
-  const recycler = source.compression === 'none' ? recyclerOf(input) : undefined
-  const members = disassemble(tap, {
+  const source = isOpened(input) ? input : await openInput(input, options)
+  const members = disassemble(source.bytes, {
     ...(options.sink !== undefined ? { sink: options.sink } : {}),
-    ...(recycler !== undefined ? { recycler } : {}),
+    ...(source.recycler !== undefined ? { recycler: source.recycler } : {}),
   })
   const size = await apply(members)
   // Trailing data after the archive end: read to EOF so the digest and the sink see it all.
@@ -98,7 +134,12 @@ export async function streamLayer(
     if (next.done) break
     for await (const chunk of next.value.lent ?? next.value.content) void chunk
   }
-  const diffID = diffIDFromHex(hash.digest('hex'))
+  const diffID = source.digest()
+  const bytes = source.bytesRead()
   debug('streamed %d bytes (%s) → %s, apply size %d', bytes, source.compression, diffID, size)
   return { diffID, size, compression: source.compression, bytes }
+}
+
+function isOpened(input: LayerInput | OpenedInput): input is OpenedInput {
+  return typeof (input as Partial<OpenedInput>).digest === 'function' && 'bytes' in input
 }

@@ -14,7 +14,7 @@ import type { ChainID, FileMetadataStore, LayerRecord, RemovalMark, StoreLock } 
 import type { StoreCrashHook, StoreCrashPoint } from './crash-points.js'
 import { LayerStoreClosedError, StoreReadOnlyError } from './errors.js'
 import type { LayerInfo, LayerMetadata } from './layer.js'
-import { adjust, readHolders, scanGraph, writeHolders } from './references.js'
+import { adjust, childrenOf, readHolders, scanGraph, writeHolders } from './references.js'
 import type { GraphLayer, LayerGraph } from './references.js'
 import type { Session } from './session.js'
 
@@ -195,6 +195,11 @@ export class StoreCore {
   /** Reads who holds whom (see `scanGraph`). Under the store lock. */
   graph(): Promise<LayerGraph> {
     return scanGraph(this.metadata, this.#graphCache)
+  }
+
+  /** The registered children of `parent` (base layers for null), as a hint: see `childrenOf`. */
+  childrenOf(parent: ChainID | null): Promise<ChainID[]> {
+    return childrenOf(this.metadata, this.#graphCache, parent)
   }
 
   /** Adds `n` references of `holder` to a layer. Under the exclusive lock. */
