@@ -17,8 +17,9 @@
  *
  * then per repetition (these delete files):
  *
- *   1b. register-existing  the last layer of each workload again, present already (its copy
- *                 is extracted and discarded), beside sha256sum of it
+ *   1b. register-existing  the last layer of each workload again, present already, without
+ *                 its diff ID (read and compared with the layer, not applied), beside
+ *                 sha256sum of it
  *   2. rw         per driver, on its chain root: create / mount / unmount / remove of RW
  *                 layers at each depth, through the store, then through the bare driver
  *   3. changes    per workload step: a RW layer filled with the step's tar, its changes and
