@@ -11,7 +11,8 @@
  * the thread pool) into a free buffer, so reading overlaps the consumer's work on this one.
  */
 import fs from 'node:fs'
-import { ChunkLeaseError } from './errors.js'
+import { ChunkPool } from './chunk-pool.js'
+import type { PoolSlot } from './chunk-pool.js'
 
 /** Default bytes per chunk: big enough to amortise a read, small enough to stay in cache. */
 export const DEFAULT_CHUNK_SIZE = 256 << 10
@@ -87,36 +88,21 @@ export function readFileChunks(path: string | Buffer, options: ReadFileChunksOpt
   return new FileChunkReader(path, options)
 }
 
-interface Slot {
-  readonly buf: Buffer
-  /** Kept in the pool after its release (false: allocated past the pool's size). */
-  readonly pooled: boolean
-  holds: number
-}
-
 interface ReadDone {
-  readonly slot: Slot
+  readonly slot: PoolSlot
   readonly n: number
 }
 
 const DONE: IteratorReturnResult<undefined> = Object.freeze({ done: true, value: undefined })
 
 /** The end of a file found by a short read: no buffer behind it, nothing to recycle. */
-const EMPTY_SLOT: Slot = Object.freeze({ buf: Buffer.alloc(0), pooled: false, holds: 0 })
+const EMPTY_SLOT: PoolSlot = Object.freeze({ buf: Buffer.alloc(0), pooled: false, holds: 0 })
 
 class FileChunkReader implements FileChunks {
   readonly recycler: ChunkRecycler
   readonly #path: string | Buffer
   readonly #chunkSize: number
-  /** Bytes per buffer: the chunk size, or less for a smaller file (set at open). */
-  #bufferSize: number
-  readonly #max: number
-  readonly #poison: boolean
-  /** The buffer behind each chunk lent or being read, by its memory. */
-  readonly #slots = new WeakMap<ArrayBufferLike, Slot>()
-  #free: Slot[] = []
-  #pooled = 0
-  #allocated = 0
+  readonly #pool: ChunkPool
   #fd: number | null = null
   #position = 0
   #ahead: Promise<ReadDone> | null = null
@@ -129,14 +115,13 @@ class FileChunkReader implements FileChunks {
     if (!Number.isSafeInteger(buffers) || buffers < 2) throw new RangeError(`buffers must be an integer of at least 2, got ${buffers}`)
     this.#path = path
     this.#chunkSize = size
-    this.#bufferSize = size
-    this.#max = buffers
-    this.#poison = options.poison === true
-    this.recycler = { hold: (c) => this.#hold(c), release: (c) => this.#release(c) }
+    this.#pool = new ChunkPool(size, buffers, options.poison === true ? POISON_BYTE : undefined)
+    const pool = this.#pool
+    this.recycler = { hold: (c) => pool.hold(c), release: (c) => pool.release(c) }
   }
 
   get buffersAllocated(): number {
-    return this.#allocated
+    return this.#pool.allocated
   }
 
   [Symbol.asyncIterator](): AsyncIterableIterator<Buffer> {
@@ -151,16 +136,16 @@ class FileChunkReader implements FileChunks {
         // A file smaller than a chunk gets a buffer just larger than itself: the one read is
         // then short, which ends the file (a small layer costs kilobytes, not a chunk).
         const size = await fileSize(this.#fd)
-        if (size < this.#chunkSize) this.#bufferSize = Math.min(this.#chunkSize, (Math.floor(size / PAGE) + 1) * PAGE)
+        if (size < this.#chunkSize) this.#pool.bufferSize = Math.min(this.#chunkSize, (Math.floor(size / PAGE) + 1) * PAGE)
       }
       const { slot, n } = await (this.#ahead ?? this.#read())
       this.#ahead = null
       if (n === 0) {
-        this.#recycle(slot)
+        this.#pool.recycle(slot)
         await this.#end()
         return DONE
       }
-      slot.holds = 1
+      const chunk = this.#pool.lend(slot, n)
       if (n < slot.buf.length) {
         // A short read of a regular file is its end: the next `next()` needs no buffer (a
         // small file, e.g. a layer of a long chain, then costs one buffer, not two).
@@ -171,7 +156,7 @@ class FileChunkReader implements FileChunks {
         // Seen by the next `next()` or by `return()`; never unhandled meanwhile.
         this.#ahead.catch(() => undefined)
       }
-      return { done: false, value: n === slot.buf.length ? slot.buf : slot.buf.subarray(0, n) }
+      return { done: false, value: chunk }
     } catch (err) {
       await this.#end()
       throw err
@@ -185,52 +170,18 @@ class FileChunkReader implements FileChunks {
 
   /** Reads the next chunk into a free buffer (or a new one). */
   #read(): Promise<ReadDone> {
-    const slot = this.#take()
+    const slot = this.#pool.take()
     const fd = this.#fd!
     const position = this.#position
-    this.#position += this.#bufferSize
+    this.#position += slot.buf.length
     return new Promise((resolve, reject) => {
       fs.read(fd, slot.buf, 0, slot.buf.length, position, (err, n) => {
         if (err !== null) {
-          this.#recycle(slot)
+          this.#pool.recycle(slot)
           reject(err)
         } else resolve({ slot, n })
       })
     })
-  }
-
-  #take(): Slot {
-    const free = this.#free.pop()
-    if (free !== undefined) return free
-    const pooled = this.#pooled < this.#max
-    if (pooled) this.#pooled++
-    this.#allocated++
-    // Slow: a buffer of its own, never a slice of Node's shared pool, so that its memory
-    // identifies it (and poisoning it touches nothing else).
-    const slot: Slot = { buf: Buffer.allocUnsafeSlow(this.#bufferSize), pooled, holds: 0 }
-    this.#slots.set(slot.buf.buffer, slot)
-    return slot
-  }
-
-  /** A buffer no one holds: back to the pool, or dropped. */
-  #recycle(slot: Slot): void {
-    if (this.#poison) slot.buf.fill(POISON_BYTE)
-    if (slot.pooled && !this.#ended) this.#free.push(slot)
-    else this.#slots.delete(slot.buf.buffer)
-  }
-
-  #hold(chunk: Uint8Array): void {
-    const slot = this.#slots.get(chunk.buffer)
-    if (slot === undefined) return
-    if (slot.holds <= 0) throw new ChunkLeaseError('hold')
-    slot.holds++
-  }
-
-  #release(chunk: Uint8Array): void {
-    const slot = this.#slots.get(chunk.buffer)
-    if (slot === undefined) return
-    if (slot.holds <= 0) throw new ChunkLeaseError('release')
-    if (--slot.holds === 0) this.#recycle(slot)
   }
 
   /** Closes the file once no read is in flight (its descriptor must not be reused under it). */
@@ -239,8 +190,8 @@ class FileChunkReader implements FileChunks {
     this.#ended = true
     const ahead = this.#ahead
     this.#ahead = null
-    if (ahead !== null) await ahead.then((r) => this.#recycle(r.slot), () => undefined)
-    this.#free = []
+    if (ahead !== null) await ahead.then((r) => this.#pool.recycle(r.slot), () => undefined)
+    this.#pool.close()
     const fd = this.#fd
     this.#fd = null
     if (fd !== null) await new Promise<void>((resolve) => fs.close(fd, () => resolve()))
