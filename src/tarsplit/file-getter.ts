@@ -19,8 +19,12 @@ import { ChecksumMismatchError, MissingFileError, UnsafeNameError } from './erro
  * file is `MissingFileError`, a name that would leave the getter's root `UnsafeNameError`.
  * Errors may come from the promise or from the iteration. The iterable is consumed once;
  * stopping early (`return()` on its iterator) must release what it holds.
+ *
+ * `into`, when given, is a buffer the caller lends for the reads: the chunks may then be views
+ * of it, each valid only until the next one is asked for (a reader that compares and drops
+ * them allocates nothing per file). A getter may ignore it.
  */
-export type FileGetter = (name: Buffer, entry: FileEntry) => Promise<AsyncIterable<Buffer>>
+export type FileGetter = (name: Buffer, entry: FileEntry, into?: Buffer) => Promise<AsyncIterable<Buffer>>
 
 /** Options of {@link directoryGetter}. */
 export interface DirectoryGetterOptions {
@@ -86,12 +90,12 @@ export function directoryGetter(root: string | Buffer, options: DirectoryGetterO
     }
   }
 
-  return async (name, entry) => {
+  return async (name, entry, into) => {
     const parts = components(name)
     await checkDirs(name, parts)
     const path = Buffer.concat([rootBuf, Buffer.of(SLASH), joinParts(parts)])
-    if (!entry.sparse && syncReadMax > 0 && entry.size <= syncReadMax) return readSmallFile(name, path)
-    return readFile(name, path, entry, chunkSize)
+    if (!entry.sparse && syncReadMax > 0 && entry.size <= syncReadMax) return readSmallFile(name, path, into)
+    return readFile(name, path, entry, chunkSize, into)
   }
 }
 
@@ -147,7 +151,7 @@ function notRegular(name: Buffer, path: Buffer): Error {
  * A small dense file in one burst of blocking calls (see `syncReadMax`). Still lazy: nothing
  * is opened before iteration starts.
  */
-async function* readSmallFile(name: Buffer, path: Buffer): AsyncGenerator<Buffer> {
+async function* readSmallFile(name: Buffer, path: Buffer, into: Buffer | undefined): AsyncGenerator<Buffer> {
   let fd: number
   try {
     fd = openSync(path, OPEN_FLAGS)
@@ -160,7 +164,7 @@ async function* readSmallFile(name: Buffer, path: Buffer): AsyncGenerator<Buffer
     const st = fstatSync(fd)
     if (!st.isFile()) throw notRegular(name, path)
     // As below: read what fstat reported; a longer file shows as more than `size` bytes.
-    buf = Buffer.allocUnsafe(st.size)
+    buf = into !== undefined && st.size <= into.length ? into.subarray(0, st.size) : Buffer.allocUnsafe(st.size)
     while (got < st.size) {
       const n = readSync(fd, buf, got, st.size - got, null)
       if (n === 0) break
@@ -177,7 +181,7 @@ async function* readSmallFile(name: Buffer, path: Buffer): AsyncGenerator<Buffer
  * current chunk is consumed (so reading overlaps the CRC); sparse ones by positional reads of
  * their extents. Opened lazily, so an iterable that is never iterated holds nothing open.
  */
-async function* readFile(name: Buffer, path: Buffer, entry: FileEntry, chunkSize: number): AsyncGenerator<Buffer> {
+async function* readFile(name: Buffer, path: Buffer, entry: FileEntry, chunkSize: number, into: Buffer | undefined): AsyncGenerator<Buffer> {
   let fh
   try {
     fh = await open(path, OPEN_FLAGS)
@@ -210,13 +214,18 @@ async function* readFile(name: Buffer, path: Buffer, entry: FileEntry, chunkSize
     // meanwhile ends early.
     const handle = fh
     let remaining = st.size
+    // A lent buffer is read into by halves: the next read fills one while the caller still
+    // has the chunk in the other.
+    const halves = into !== undefined && into.length >= 2 ? [into.subarray(0, into.length >> 1), into.subarray(into.length >> 1)] : undefined
+    let turn = 0
     const next = async (): Promise<Buffer | null> => {
-      const want = Math.min(chunkSize, remaining)
-      const buf = Buffer.allocUnsafe(want)
+      const half = halves?.[turn++ & 1]
+      const want = Math.min(half?.length ?? chunkSize, remaining)
+      const buf = half ?? Buffer.allocUnsafe(want)
       const { bytesRead } = await handle.read(buf, 0, want, null)
       if (bytesRead === 0) return null
       remaining -= bytesRead
-      return bytesRead === want ? buf : buf.subarray(0, bytesRead)
+      return bytesRead === buf.length ? buf : buf.subarray(0, bytesRead)
     }
     pending = remaining > 0 ? next() : undefined
     while (pending) {

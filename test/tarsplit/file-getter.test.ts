@@ -76,6 +76,26 @@ describe.each([
     expect(sizes).toEqual([4096, 4096, 1808])
   })
 
+  it('reads into a lent buffer: views of it, by halves, each chunk whole until the next is asked for', async () => {
+    const data = Buffer.alloc(10_000)
+    for (let i = 0; i < data.length; i++) data[i] = (i * 7) % 251
+    await writeFile(join(root, 'big'), data)
+    const into = Buffer.alloc(16384)
+    const get = directoryGetter(root, opts)
+    for (const [name, size] of [['big', data.length], ['a.txt', 6]] as const) {
+      const e = entry(name, size)
+      const seen: Buffer[] = []
+      for await (const c of await get(e.name, e, into)) {
+        // A view of the lent buffer (nothing allocated per chunk), copied before the next.
+        expect(c.buffer).toBe(into.buffer)
+        seen.push(Buffer.from(c))
+      }
+      expect(Buffer.concat(seen)).toEqual(name === 'big' ? data : Buffer.from('hello\n'))
+      // Read whole when small enough for a blocking read, else by halves of the lent buffer.
+      if (name === 'big') expect(seen.map((c) => c.length)).toEqual('syncReadMax' in opts ? [8192, 1808] : [10_000])
+    }
+  })
+
   it("refuses '..' components and names of the root itself", async () => {
     const get = directoryGetter(join(root, 'dir'), opts)
     for (const n of ['../a.txt', 'sub/../../a.txt', 'sub/..', '.', '', '/', './/.']) {
