@@ -28,12 +28,16 @@
 import type { Readable } from 'node:stream'
 import createDebug from 'debug'
 import type { ChainID, Transaction } from '../metadata/index.js'
+import { ChunkPool } from '../io/chunk-pool.js'
+import type { PoolSlot } from '../io/chunk-pool.js'
 import { readEntries, SEGMENT_TYPE } from '../tarsplit/index.js'
+import type { ChunkRecycler } from '../tarsplit/index.js'
 import { LayerDigestMismatchError } from './errors.js'
 import type { LayerInfo } from './layer.js'
 import type { OpenedInput } from './register.js'
 import type { StoreCore } from './store-core.js'
-import { verifiedTarStream } from './tar-stream.js'
+import { layerGetter } from './tar-stream.js'
+import type { HeldGetter } from './tar-stream.js'
 
 const debug = createDebug('layerstore:layer')
 
@@ -61,12 +65,18 @@ export interface MatchResult {
 /** A candidate being compared: its rebuilt tar, read as far as the input was. */
 interface Candidate {
   readonly info: LayerInfo
-  readonly stream: Readable
-  readonly it: AsyncIterator<Buffer>
-  /** Bytes read from the stream and not compared yet. */
+  /** Its bytes, as views of one lent buffer: each valid until the next is asked for. */
+  readonly it: AsyncGenerator<Buffer>
+  /** Bytes read and not compared yet. */
   rest: Buffer
   alive: boolean
 }
+
+/** Bytes a candidate's file reads go through (see `FileGetter`'s `into`). */
+const COMPARE_BUFFER = 1024 * 1024
+/** The buffers a rebuilt prefix is copied into, as `io.readFileChunks` reads a file. */
+const PREFIX_CHUNK = 256 * 1024
+const PREFIX_BUFFERS = 4
 
 /**
  * Compares `input` with the registered layers it could be on `parent` (see the file
@@ -95,18 +105,31 @@ export async function matchExisting(core: StoreCore, input: OpenedInput, parent:
   const held: { readonly info: LayerInfo; readonly hold: Transaction }[] = []
   const candidates: Candidate[] = []
   const release = async (): Promise<void> => {
-    for (const c of candidates) c.stream.destroy()
+    for (const c of candidates) await c.it.return(undefined).catch(() => undefined)
     for (const { info, hold } of held.splice(0)) {
       await hold.cancel().catch((err: unknown) => debug('cancelling %s failed: %s', hold.path, err))
       // Released by another process while we held it: ours was its last hold.
       await core.deleteIfUnheld(info.chainID).catch((err: unknown) => debug('deleting the unheld %s failed: %s', info.chainID, err))
     }
   }
+  const pool = new ChunkPool(PREFIX_CHUNK, PREFIX_BUFFERS)
+  // The disassembler gives back the prefix's chunks and the input's through one lease.
+  const recycler: ChunkRecycler = {
+    hold: (chunk) => {
+      pool.hold(chunk)
+      input.recycler?.hold(chunk)
+    },
+    release: (chunk) => {
+      pool.release(chunk)
+      input.recycler?.release(chunk)
+    },
+  }
   /** The input from here on: `prefix` bytes of a candidate's tar, the chunks kept, then the rest. */
   const rebuilt = (from: LayerInfo | undefined, prefix: number, kept: readonly Buffer[]): OpenedInput => ({
     ...input,
+    recycler,
     bytes: (async function* (): AsyncGenerator<Buffer> {
-      if (from !== undefined && prefix > 0) yield* prefixOf(core, from, prefix)
+      if (from !== undefined && prefix > 0) yield* prefixOf(core, from, prefix, pool)
       yield* kept
       if (ended) return
       for (;;) {
@@ -127,18 +150,8 @@ export async function matchExisting(core: StoreCore, input: OpenedInput, parent:
       }
     })
     for (const { info } of held) {
-      let stream: Readable
-      try {
-        stream = await verifiedTarStream(core.metadata, core.driver, info)
-      } catch (err) {
-        debug('not comparing with %s: %s', info.chainID, err)
-        continue
-      }
-      // A rebuilt tar that fails (a corrupt candidate) is only a candidate less.
-      stream.on('error', (err) => debug('comparing with %s: %s', info.chainID, err))
-      candidates.push({ info, stream, it: stream[Symbol.asyncIterator]() as AsyncIterator<Buffer>, rest: Buffer.alloc(0), alive: true })
+      candidates.push({ info, it: rebuiltTar(core, info, Buffer.allocUnsafe(COMPARE_BUFFER)), rest: Buffer.alloc(0), alive: true })
     }
-    if (candidates.length === 0) return { existing: undefined, input: rebuilt(undefined, 0, peeked), release }
     debug('comparing the input with %d registered layer(s) on %s', candidates.length, parent ?? 'no parent')
     let compared = 0
     const pending = [...peeked]
@@ -215,12 +228,14 @@ async function sameNext(c: Candidate, chunk: Buffer): Promise<boolean> {
       at += n
     }
     return true
-  } catch {
+  } catch (err) {
+    // A candidate that cannot be read (its files damaged) is only a candidate less.
+    debug('comparing with %s: %s', c.info.chainID, err)
     return false
   }
 }
 
-/** True when the candidate's tar ends here and verified (its digest is checked at its end). */
+/** True when the candidate's tar ends here (its digest is the caller's to check). */
 async function atEnd(c: Candidate): Promise<boolean> {
   if (c.rest.length > 0) return false
   try {
@@ -234,20 +249,65 @@ async function atEnd(c: Candidate): Promise<boolean> {
   }
 }
 
-/** The first `length` bytes of a layer's rebuilt tar. */
-async function* prefixOf(core: StoreCore, info: LayerInfo, length: number): AsyncGenerator<Buffer> {
-  const stream = await verifiedTarStream(core.metadata, core.driver, info)
-  let left = length
+/**
+ * A layer's tar rebuilt from its tar-split and its files, unverified: this is what the input
+ * is compared with, and the comparison (then the input's digest against the layer's diff ID)
+ * is the check. With `into`, file bytes are views of it, each valid until the next chunk is
+ * asked for; without, every chunk is the caller's to keep.
+ */
+async function* rebuiltTar(core: StoreCore, info: LayerInfo, into?: Buffer): AsyncGenerator<Buffer> {
+  const tarSplit = await core.metadata.openTarSplit(info.chainID)
+  let held: HeldGetter | undefined
   try {
-    for await (const chunk of stream as AsyncIterable<Buffer>) {
-      const part = chunk.length > left ? chunk.subarray(0, left) : chunk
-      left -= part.length
-      yield part
-      if (left === 0) return
+    held = await layerGetter(core.driver, info.cacheID)
+    for await (const entry of readEntries(tarSplit)) {
+      if (entry.type === SEGMENT_TYPE) {
+        if (entry.payload !== null && entry.payload.length > 0) yield entry.payload
+      } else if (entry.size > 0) {
+        yield* await held.getter(entry.name, entry, into)
+      }
     }
-    // Its files changed since they were compared (they are never written once committed).
-    throw new LayerDigestMismatchError(info.diffID, `a tar ${left} bytes shorter on a second read`, 'tar-stream')
   } finally {
-    stream.destroy()
+    tarSplit.destroy()
+    await held?.close()
   }
+}
+
+/**
+ * The first `length` bytes of a layer's rebuilt tar: what was compared, read again, copied
+ * into `pool`'s buffers (each lent with one hold, given back through the input's recycler),
+ * so that even a long prefix costs a few buffers, not a garbage buffer per read.
+ */
+async function* prefixOf(core: StoreCore, info: LayerInfo, length: number, pool: ChunkPool): AsyncGenerator<Buffer> {
+  let left = length
+  let slot: PoolSlot | undefined
+  let used = 0
+  try {
+    for await (const chunk of rebuiltTar(core, info, Buffer.allocUnsafe(COMPARE_BUFFER))) {
+      let part = chunk.length > left ? chunk.subarray(0, left) : chunk
+      left -= part.length
+      while (part.length > 0) {
+        slot ??= pool.take()
+        const n = part.copy(slot.buf, used)
+        used += n
+        part = part.subarray(n)
+        if (used === slot.buf.length) {
+          const full = slot
+          slot = undefined
+          used = 0
+          yield pool.lend(full, full.buf.length)
+        }
+      }
+      if (left === 0) break
+    }
+    if (slot !== undefined && used > 0) {
+      const last = slot
+      slot = undefined
+      yield pool.lend(last, used)
+    }
+  } finally {
+    if (slot !== undefined) pool.recycle(slot)
+  }
+  // Its files changed since they were compared (they are never written once committed).
+  if (left > 0) throw new LayerDigestMismatchError(info.diffID, `a tar ${left} bytes shorter on a second read`, 'tar-stream')
 }

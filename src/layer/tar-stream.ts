@@ -18,13 +18,13 @@ import type { LayerInfo, TarStreamOptions } from './layer.js'
 const debug = createDebug('layerstore:layer')
 
 /** A getter over a layer's files and what releases it. */
-interface HeldGetter {
+export interface HeldGetter {
   readonly getter: FileGetter
   close(): Promise<void>
 }
 
 /** The driver's getter for `cacheID`: its own `diffGetter`, else a path getter on `get`. */
-async function layerGetter(driver: Driver, cacheID: string): Promise<HeldGetter> {
+export async function layerGetter(driver: Driver, cacheID: string): Promise<HeldGetter> {
   if (hasDiffGetter(driver)) return driver.diffGetter(cacheID)
   const root = await driver.get(cacheID)
   let closed = false

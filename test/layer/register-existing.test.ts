@@ -5,13 +5,14 @@
  * registered exactly as it would have been: its own diff ID, its own bytes back from
  * `tarStream()`, the existing layer untouched, nothing left behind.
  */
-import { readdir, readFile } from 'node:fs/promises'
+import { readdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { PassThrough } from 'node:stream'
 import { gzipSync } from 'node:zlib'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { builtinDrivers } from '../../src/drivers/index.js'
 import { DriverRegistry } from '../../src/graphdriver/index.js'
+import { readFileChunks } from '../../src/io/index.js'
 import type { DriverFactory, ProtoDriver } from '../../src/graphdriver/index.js'
 import { chainIDOf, diffIDFromHex } from '../../src/layer/index.js'
 import type { LayerStore } from '../../src/layer/index.js'
@@ -142,6 +143,32 @@ describe.skipIf(!isRoot).each(driverNames())('a layer registered again without i
       expect(await readAll(await layer!.tarStream()), where).toEqual(tar)
     }
     expect(await readAll(await child.tarStream())).toEqual(childTar)
+    await store.close()
+    await expectNoOrphans(root.dir, driverName)
+  })
+
+  it('differing late, rebuilds a long prefix through the lease of recycled (poisoned) buffers', async () => {
+    const big = (seed: number): Buffer => {
+      const b = Buffer.allocUnsafe(400_000)
+      for (let i = 0; i < b.length; i++) b[i] = (i * seed + (i >> 9)) & 0xff
+      return b
+    }
+    const files = [1, 3, 5].map((seed) => ({ name: `f${seed}`, content: big(seed) }))
+    const tar = await makeTar(files)
+    const layer = await store.register(tar, null, { holder: 'h' })
+    const variant = Buffer.from(tar)
+    const last = tar.indexOf(files[2]!.content) + 399_000
+    variant[last] = variant[last]! ^ 0xff
+    const path = join(root.dir, 'variant.tar')
+    await writeFile(path, variant)
+    let registered
+    expect(await made(async () => (registered = await store.register(readFileChunks(path, { chunkSize: 65536, poison: true }), null, { holder: 'h' })))).toEqual({
+      create: 1,
+      applyDiff: 1,
+    })
+    expect(registered).toMatchObject({ diffID: sha256(variant), existed: false })
+    expect((await readAll(await registered!.tarStream())).equals(variant)).toBe(true)
+    expect((await readAll(await layer.tarStream())).equals(tar)).toBe(true)
     await store.close()
     await expectNoOrphans(root.dir, driverName)
   })
