@@ -12,7 +12,8 @@
  *    after a crash finds it). Without a diff ID to look the layer up by, the input is first
  *    compared with the registered layers it could be (match-existing.ts): if it is one, that
  *    one is referenced, the set cancelled, and nothing made. Outside the lock: create; stream
- *    the input once into the driver and the tar-split.
+ *    the input once into the driver and the tar-split, starting the writeback of what the
+ *    driver wrote as it goes (metadata's flush-ahead.ts), so the commit's syncfs is short.
  * 3. Write `diff`, `size`, our `references.json` (the caller's holder) into the set. These
  *    writes and the end of the tar-split are not waited for here (`written`): the publish
  *    waits for them, so a chain makes its next layer while they finish.
@@ -23,7 +24,7 @@
 import createDebug from 'debug'
 import { settleAll } from '../settle-all.js'
 import type { CacheID, ChainID, DiffID, JsonObject, Transaction } from '../metadata/index.js'
-import { REFERENCES_FILE, newCacheID } from '../metadata/index.js'
+import { FlushAhead, REFERENCES_FILE, newCacheID } from '../metadata/index.js'
 import { chainIDOf } from './chain-id.js'
 import { LayerDigestMismatchError, MaxDepthExceededError } from './errors.js'
 import type { LayerInfo, LayerInput, StreamProgress } from './layer.js'
@@ -51,7 +52,8 @@ export interface PreparedLayer {
   /** The driver layer it was made on, if any. */
   readonly parentCacheID: CacheID | null
   /**
-   * Settles once the tar-split and the record files are written (rejects with their first
+   * Settles once the tar-split and the record files are written and the background writeback
+   * of the layer's files (metadata's flush-ahead.ts) is done (rejects with their first
    * failure; never unhandled). Await it before the commit, and before a discard.
    */
   readonly written: Promise<void>
@@ -149,16 +151,20 @@ export async function prepareLayer(
     created = true
     core.crash('register:after-create')
     const packer = set.tarSplitPacker()
+    // The commit's syncfs will find most of the layer written back already (see flush-ahead.ts).
+    const ahead = new FlushAhead(driver.home)
     let streamed
     try {
       streamed = await streamLayer(input, (members) => driver.applyDiff(cacheID, parentCacheID, members), {
         sink: packer,
+        onApplying: (bytes) => ahead.progress(bytes),
         ...(options.onProgress ? { onProgress: options.onProgress } : {}),
         ...(options.signal ? { signal: options.signal } : {}),
       })
     } catch (err) {
       // Close the tar-split file; the transaction is cancelled below.
       await packer.finish().catch(() => undefined)
+      await ahead.settle().catch(() => undefined)
       throw err
     }
     // The tar-split's end and the record files are independent writes, which the publish
@@ -173,6 +179,7 @@ export async function prepareLayer(
     const chainID = chainIDOf(parentInfo?.chainID ?? null, streamed.diffID)
     const written = settleAll([
       tarSplitDone,
+      ahead.settle(),
       set.setDiffID(streamed.diffID),
       set.setSize(streamed.size),
       ...(options.descriptor ? [set.setDescriptor(options.descriptor)] : []),

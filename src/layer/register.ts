@@ -37,6 +37,11 @@ export interface OpenInputOptions {
 export interface StreamLayerOptions extends OpenInputOptions {
   /** Where the tar-split entries go (the transaction's packer); omit to discard them. */
   readonly sink?: EntrySink
+  /**
+   * Called with the bytes handed on to `apply` so far, as they are: what the driver is
+   * writing (a `FlushAhead` starts writeback with it).
+   */
+  readonly onApplying?: (bytes: number) => void
 }
 
 /**
@@ -123,7 +128,7 @@ export async function streamLayer(
   options: StreamLayerOptions = {},
 ): Promise<StreamedLayer> {
   const source = isOpened(input) ? input : await openInput(input, options)
-  const members = disassemble(source.bytes, {
+  const members = disassemble(options.onApplying ? counted(source.bytes, options.onApplying) : source.bytes, {
     ...(options.sink !== undefined ? { sink: options.sink } : {}),
     ...(source.recycler !== undefined ? { recycler: source.recycler } : {}),
   })
@@ -138,6 +143,16 @@ export async function streamLayer(
   const bytes = source.bytesRead()
   debug('streamed %d bytes (%s) → %s, apply size %d', bytes, source.compression, diffID, size)
   return { diffID, size, compression: source.compression, bytes }
+}
+
+/** Passes `bytes` on unchanged (lent chunks stay lent), reporting their running total. */
+async function* counted(bytes: AsyncIterable<Buffer>, report: (total: number) => void): AsyncGenerator<Buffer> {
+  let total = 0
+  for await (const chunk of bytes) {
+    total += chunk.length
+    report(total)
+    yield chunk
+  }
 }
 
 function isOpened(input: LayerInput | OpenedInput): input is OpenedInput {

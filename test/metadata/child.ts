@@ -8,8 +8,12 @@
  * - `lock`: take the store lock in `lockMode`, print `locked`, and hold it until killed.
  * - `intent`: open a store, start a transaction naming `cacheID`, print `ready`, and wait.
  * - `commit`: commit `layer` with `syncfsPaths` and exit (traced by commit-sync.test.ts).
+ * - `flush-ahead`: write `files` files of `fileBytes` into `dir`, reporting the running total
+ *   to a `FlushAhead` of `step` bytes after each, then settle (traced by flush-ahead.test.ts).
  */
-import { FileMetadataStore, StoreLock } from '../../src/metadata/index.js'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { FileMetadataStore, FlushAhead, StoreLock } from '../../src/metadata/index.js'
 import type { CacheID, ChainID, CrashPoint, MountID } from '../../src/metadata/index.js'
 import { commitLayer } from './helpers.js'
 import type { TestLayer } from './helpers.js'
@@ -30,6 +34,7 @@ type Config =
   | { mode: 'lock'; path: string; lockMode: 'shared' | 'exclusive' }
   | { mode: 'intent'; root: string; driver: string; cacheID: CacheID }
   | { mode: 'commit'; root: string; driver: string; layer: TestLayer; syncfsPaths: string[] }
+  | { mode: 'flush-ahead'; dir: string; files: number; fileBytes: number; step: number }
 
 const config = JSON.parse(process.env['LAYERSTORE_TEST_CHILD'] ?? '{}') as Config
 
@@ -92,6 +97,18 @@ async function main(): Promise<void> {
       const store = await FileMetadataStore.open(config.root, config.driver)
       await commitLayer(store, config.layer, { syncfsPaths: config.syncfsPaths })
       await store.close()
+      break
+    }
+    case 'flush-ahead': {
+      const ahead = new FlushAhead(config.dir, config.step)
+      const data = Buffer.alloc(config.fileBytes, 1)
+      for (let i = 0; i < config.files; i++) {
+        writeFileSync(join(config.dir, `f${i}`), data)
+        ahead.progress((i + 1) * config.fileBytes)
+        // Time for a flush to end, so that only the step keeps the next one from starting.
+        await new Promise((resolve) => setTimeout(resolve, 20))
+      }
+      await ahead.settle()
       break
     }
   }
